@@ -40,6 +40,8 @@ var (
 	ErrJobNotCancellable = errors.New("job is not cancellable")
 	// ErrWorkerNotFound means no worker has the given id.
 	ErrWorkerNotFound = errors.New("worker not found")
+	// ErrMalformedJSON means a request body is not the JSON it should be.
+	ErrMalformedJSON = errors.New("malformed json")
 	// ErrInvalidArgument means the request is malformed or incomplete.
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrOtherCluster means a node of another cluster asked to join, or a
@@ -62,6 +64,7 @@ type entry struct {
 // table is the one place that maps errors to codes. Order matters only for
 // errors wrapping several sentinels: the first match wins.
 var table = []entry{
+	{ErrMalformedJSON, "malformed_json", codes.InvalidArgument, http.StatusBadRequest},
 	{ErrInvalidArgument, "invalid_argument", codes.InvalidArgument, http.StatusBadRequest},
 	{ErrJobNotFound, "job_not_found", codes.NotFound, http.StatusNotFound},
 	{ErrWorkerNotFound, "worker_not_found", codes.NotFound, http.StatusNotFound},

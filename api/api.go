@@ -1,0 +1,156 @@
+// Package api defines the JSON bodies of Eddy's REST API (under /v1): the
+// dispatcher serves them and the client sends and reads them. Field names are
+// part of the user-facing contract: add fields, never rename or remove them.
+//
+// It must not depend on any other Eddy package.
+package api
+
+import "time"
+
+// Error is the body of every error response.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody carries a stable, documented code and a human message.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Artifact names a job binary in the artifact store.
+type Artifact struct {
+	SHA256 string `json:"sha256"`
+	URL    string `json:"url,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+// SubmitJob is the body of POST /v1/jobs.
+type SubmitJob struct {
+	// JobID is optional; the server picks one when it is empty. A client that
+	// retries a submission with the same id never creates the job twice.
+	JobID          string            `json:"job_id,omitempty"`
+	Name           string            `json:"name"`
+	Artifact       *Artifact         `json:"artifact,omitempty"`
+	Parallelism    uint32            `json:"parallelism,omitempty"`
+	MaxParallelism uint32            `json:"max_parallelism,omitempty"`
+	Graph          []byte            `json:"graph,omitempty"`
+	Args           []string          `json:"args,omitempty"`
+	Config         map[string]string `json:"config,omitempty"`
+}
+
+// Job is a job as GET /v1/jobs and GET /v1/jobs/{id} return it.
+type Job struct {
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	Status         string            `json:"status"`
+	StatusReason   string            `json:"status_reason,omitempty"`
+	Parallelism    uint32            `json:"parallelism"`
+	MaxParallelism uint32            `json:"max_parallelism"`
+	Artifact       *Artifact         `json:"artifact,omitempty"`
+	Args           []string          `json:"args,omitempty"`
+	Config         map[string]string `json:"config,omitempty"`
+	SubmittedAt    time.Time         `json:"submitted_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+	CreateIndex    uint64            `json:"create_index"`
+	ModifyIndex    uint64            `json:"modify_index"`
+	// Tasks and Checkpoints are filled by GET /v1/jobs/{id} only.
+	Tasks       []Task       `json:"tasks,omitempty"`
+	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+}
+
+// Task is one parallel subtask of a job and the slot it is assigned to.
+type Task struct {
+	Task     string `json:"task"`
+	WorkerID string `json:"worker_id"`
+	Slot     uint32 `json:"slot"`
+	Attempt  uint64 `json:"attempt"`
+}
+
+// Checkpoint is a completed checkpoint or savepoint of a job.
+type Checkpoint struct {
+	ID          uint64    `json:"id"`
+	URL         string    `json:"url"`
+	SizeBytes   int64     `json:"size_bytes"`
+	TriggeredAt time.Time `json:"triggered_at"`
+	CompletedAt time.Time `json:"completed_at"`
+	Savepoint   bool      `json:"savepoint"`
+}
+
+// Jobs is the body of GET /v1/jobs.
+type Jobs struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// Worker is one worker as GET /v1/workers returns it.
+type Worker struct {
+	ID             string    `json:"id"`
+	Address        string    `json:"address"`
+	Status         string    `json:"status"`
+	InstanceID     string    `json:"instance_id"`
+	Slots          uint32    `json:"slots"`
+	SlotsFree      uint32    `json:"slots_free"`
+	RegisteredAt   time.Time `json:"registered_at"`
+	StatusChangeAt time.Time `json:"status_changed_at"`
+	Tasks          []Task    `json:"tasks,omitempty"`
+}
+
+// Workers is the body of GET /v1/workers.
+type Workers struct {
+	Workers []Worker `json:"workers"`
+}
+
+// Member is one control plane node.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	GRPCAddr string `json:"grpc_addr,omitempty"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// Cluster is the body of GET /v1/cluster.
+type Cluster struct {
+	ClusterID string   `json:"cluster_id"`
+	LeaderID  string   `json:"leader_id"`
+	Term      uint64   `json:"term"`
+	Members   []Member `json:"members"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/members: the node to add.
+type JoinRequest struct {
+	NodeID    string `json:"node_id"`
+	RaftAddr  string `json:"raft_addr"`
+	GRPCAddr  string `json:"grpc_addr"`
+	HTTPAddr  string `json:"http_addr"`
+	ClusterID string `json:"cluster_id,omitempty"`
+}
+
+// Node is the body of GET /v1/node: the answering node itself.
+type Node struct {
+	ID        string `json:"id"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	RaftAddr  string `json:"raft_addr"`
+	GRPCAddr  string `json:"grpc_addr"`
+	HTTPAddr  string `json:"http_addr"`
+	State     string `json:"state"`
+	LeaderID  string `json:"leader_id,omitempty"`
+	Term      uint64 `json:"term"`
+	// AppliedIndex is the last Raft index applied on this node.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// Overview is the body of GET /v1/overview.
+type Overview struct {
+	NodeID         string `json:"node_id"`
+	LeaderID       string `json:"leader_id"`
+	Workers        uint32 `json:"workers"`
+	SlotsTotal     uint32 `json:"slots_total"`
+	SlotsAvailable uint32 `json:"slots_available"`
+	JobsRunning    uint32 `json:"jobs_running"`
+	JobsPending    uint32 `json:"jobs_pending"`
+	JobsFinished   uint32 `json:"jobs_finished"`
+	JobsCancelled  uint32 `json:"jobs_cancelled"`
+	JobsFailed     uint32 `json:"jobs_failed"`
+}

@@ -1,0 +1,240 @@
+// Package client is the Go client of Eddy's REST API, used by the eddy CLI
+// and by tests. It takes the addresses of any control plane nodes and moves
+// on to the next one when a node is down or has no leader, but never resends
+// a write whose outcome is unknown.
+//
+// It depends on api only.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eddy-streams/eddy/api"
+)
+
+// Error is an error answered by the server, with its stable code.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Node    string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (%s, from %s)", e.Message, e.Code, e.Node)
+}
+
+// ErrNoAddress means the client was given no address.
+var ErrNoAddress = errors.New("no control plane address: use --address or EDDY_ADDRESS")
+
+// Client talks to a control plane. It is safe for concurrent use.
+type Client struct {
+	addrs []string
+	hc    *http.Client
+
+	mu   sync.Mutex
+	next int // the address that answered last
+}
+
+// New returns a client of the nodes at addrs ("host:port" or URLs).
+func New(addrs []string) *Client {
+	var clean []string
+	for _, a := range addrs {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if !strings.Contains(a, "://") {
+			a = "http://" + a
+		}
+		clean = append(clean, strings.TrimRight(a, "/"))
+	}
+	return &Client{addrs: clean, hc: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// ParseAddresses splits a comma-separated address list (EDDY_ADDRESS).
+func ParseAddresses(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// retryable reports whether a failed call certainly changed nothing, so that
+// another node may be asked.
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code == "no_leader" || e.Code == "not_leader"
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) && ne.Op == "dial" {
+		return true
+	}
+	return false
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	if len(c.addrs) == 0 {
+		return ErrNoAddress
+	}
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	start := c.next
+	c.mu.Unlock()
+	var errs []error
+	for i := range c.addrs {
+		k := (start + i) % len(c.addrs)
+		err := c.once(ctx, c.addrs[k], method, path, body, out)
+		if err == nil {
+			c.mu.Lock()
+			c.next = k
+			c.mu.Unlock()
+			return nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return fmt.Errorf("no control plane node could answer: %w", errors.Join(errs...))
+}
+
+func (c *Client) once(ctx context.Context, base, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read response of %s: %w", base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+			return &Error{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b)), Node: base}
+		}
+		return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, Node: base}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode response of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// ReadOption changes how a read is served.
+type ReadOption func(url.Values)
+
+// Stale lets any node answer from its own state, without a quorum.
+func Stale() ReadOption { return func(v url.Values) { v.Set("stale", "true") } }
+
+func query(path string, opts []ReadOption) string {
+	v := url.Values{}
+	for _, o := range opts {
+		o(v)
+	}
+	if len(v) == 0 {
+		return path
+	}
+	return path + "?" + v.Encode()
+}
+
+// Overview returns the cluster summary.
+func (c *Client) Overview(ctx context.Context, opts ...ReadOption) (api.Overview, error) {
+	var out api.Overview
+	return out, c.do(ctx, http.MethodGet, query("/v1/overview", opts), nil, &out)
+}
+
+// Jobs lists every job.
+func (c *Client) Jobs(ctx context.Context, opts ...ReadOption) ([]api.Job, error) {
+	var out api.Jobs
+	err := c.do(ctx, http.MethodGet, query("/v1/jobs", opts), nil, &out)
+	return out.Jobs, err
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, id string, opts ...ReadOption) (api.Job, error) {
+	var out api.Job
+	return out, c.do(ctx, http.MethodGet, query("/v1/jobs/"+url.PathEscape(id), opts), nil, &out)
+}
+
+// Submit submits a job.
+func (c *Client) Submit(ctx context.Context, job api.SubmitJob) (api.Job, error) {
+	var out api.Job
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs", job, &out)
+}
+
+// Cancel cancels a job.
+func (c *Client) Cancel(ctx context.Context, id string) (api.Job, error) {
+	var out api.Job
+	return out, c.do(ctx, http.MethodPatch, "/v1/jobs/"+url.PathEscape(id)+"?mode=cancel", nil, &out)
+}
+
+// Workers lists the workers.
+func (c *Client) Workers(ctx context.Context, opts ...ReadOption) ([]api.Worker, error) {
+	var out api.Workers
+	err := c.do(ctx, http.MethodGet, query("/v1/workers", opts), nil, &out)
+	return out.Workers, err
+}
+
+// Cluster describes the Raft group.
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var out api.Cluster
+	return out, c.do(ctx, http.MethodGet, "/v1/cluster", nil, &out)
+}
+
+// Join adds a node to the cluster.
+func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.Cluster, error) {
+	var out api.Cluster
+	return out, c.do(ctx, http.MethodPost, "/v1/cluster/members", req, &out)
+}
+
+// Leave removes a node from the cluster.
+func (c *Client) Leave(ctx context.Context, id string) (api.Cluster, error) {
+	var out api.Cluster
+	return out, c.do(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, &out)
+}
+
+// Node describes the first node that answers.
+func (c *Client) Node(ctx context.Context) (api.Node, error) {
+	var out api.Node
+	return out, c.do(ctx, http.MethodGet, "/v1/node", nil, &out)
+}

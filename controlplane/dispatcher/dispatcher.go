@@ -1,0 +1,319 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/eddy-streams/eddy/api"
+	"github.com/eddy-streams/eddy/controlplane"
+	"github.com/eddy-streams/eddy/proto/eddypb"
+)
+
+// Backend is the node API the dispatcher serves. Its methods may be called
+// concurrently; errors wrap controlplane's sentinels.
+type Backend interface {
+	SubmitJob(context.Context, *eddypb.SubmitJobRequest) (*eddypb.SubmitJobResponse, error)
+	CancelJob(context.Context, *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error)
+	GetJob(context.Context, *eddypb.GetJobRequest) (*eddypb.GetJobResponse, error)
+	ListJobs(context.Context, *eddypb.ListJobsRequest) (*eddypb.ListJobsResponse, error)
+	ListWorkers(context.Context, *eddypb.ListWorkersRequest) (*eddypb.ListWorkersResponse, error)
+	Overview(context.Context, *eddypb.OverviewRequest) (*eddypb.OverviewResponse, error)
+	Cluster(context.Context, *eddypb.ClusterRequest) (*eddypb.ClusterResponse, error)
+	Join(context.Context, *eddypb.JoinRequest) (*eddypb.JoinResponse, error)
+	Leave(context.Context, *eddypb.LeaveRequest) (*eddypb.LeaveResponse, error)
+	Node() api.Node
+}
+
+// RequestTimeout bounds every request, so that a call made while the
+// cluster has no quorum fails instead of hanging.
+const RequestTimeout = 15 * time.Second
+
+// maxBody bounds request bodies; job graphs are small, binaries go elsewhere.
+const maxBody = 16 << 20
+
+// New returns the REST handler of a node.
+func New(b Backend, log *slog.Logger) http.Handler {
+	d := &dispatcher{b: b, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/overview", d.overview)
+	mux.HandleFunc("GET /v1/jobs", d.listJobs)
+	mux.HandleFunc("POST /v1/jobs", d.submitJob)
+	mux.HandleFunc("GET /v1/jobs/{id}", d.getJob)
+	mux.HandleFunc("PATCH /v1/jobs/{id}", d.patchJob)
+	mux.HandleFunc("GET /v1/workers", d.listWorkers)
+	mux.HandleFunc("GET /v1/cluster", d.cluster)
+	mux.HandleFunc("POST /v1/cluster/members", d.join)
+	mux.HandleFunc("DELETE /v1/cluster/members/{id}", d.leave)
+	mux.HandleFunc("GET /v1/node", d.node)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return d.wrap(mux)
+}
+
+type dispatcher struct {
+	b   Backend
+	log *slog.Logger
+}
+
+// wrap bounds each request in time, marks stale reads and turns the mux's
+// plain-text 405 into the JSON error shape.
+func (d *dispatcher) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+		defer cancel()
+		if v := r.URL.Query().Get("stale"); v != "" {
+			if ok, err := strconv.ParseBool(v); err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("stale=%q: want true or false", v))
+				return
+			} else if ok {
+				ctx = controlplane.WithStale(ctx)
+			}
+		}
+		next.ServeHTTP(&methodCheck{ResponseWriter: w, r: r}, r.WithContext(ctx))
+	})
+}
+
+// methodCheck rewrites the mux's 405 response as a JSON error.
+type methodCheck struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool
+}
+
+func (m *methodCheck) WriteHeader(code int) {
+	if code == http.StatusMethodNotAllowed {
+		m.replaced = true
+		m.ResponseWriter.Header().Set("Content-Type", "application/json")
+		m.ResponseWriter.WriteHeader(code)
+		_ = json.NewEncoder(m.ResponseWriter).Encode(api.Error{Error: api.ErrorBody{
+			Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", m.r.Method, m.r.URL.Path),
+		}})
+		return
+	}
+	m.ResponseWriter.WriteHeader(code)
+}
+
+func (m *methodCheck) Write(b []byte) (int, error) {
+	if m.replaced {
+		return len(b), nil
+	}
+	return m.ResponseWriter.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, api.Error{Error: api.ErrorBody{Code: errCode, Message: msg}})
+}
+
+// fail writes err through controlplane's table.
+func (d *dispatcher) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := controlplane.Lookup(err)
+	if status >= 500 {
+		d.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, status, string(code), err.Error())
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors, so a typo never silently changes nothing.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: empty body", controlplane.ErrMalformedJSON)
+		}
+		return fmt.Errorf("%w: %v", controlplane.ErrMalformedJSON, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: data after the JSON value", controlplane.ErrMalformedJSON)
+	}
+	return nil
+}
+
+func (d *dispatcher) overview(w http.ResponseWriter, r *http.Request) {
+	o, err := d.b.Overview(r.Context(), &eddypb.OverviewRequest{})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Overview{
+		NodeID: o.NodeId, LeaderID: o.LeaderId, Workers: o.Workers, SlotsTotal: o.SlotsTotal,
+		SlotsAvailable: o.SlotsAvailable, JobsRunning: o.JobsRunning, JobsPending: o.JobsPending,
+		JobsFinished: o.JobsFinished, JobsCancelled: o.JobsCancelled, JobsFailed: o.JobsFailed,
+	})
+}
+
+func (d *dispatcher) listJobs(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.ListJobs(r.Context(), &eddypb.ListJobsRequest{})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	out := api.Jobs{Jobs: []api.Job{}}
+	for _, j := range resp.Jobs {
+		out.Jobs = append(out.Jobs, Job(j))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *dispatcher) submitJob(w http.ResponseWriter, r *http.Request) {
+	var req api.SubmitJob
+	if err := decode(r, &req); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	spec := &eddypb.JobSpec{
+		JobId: req.JobID, Name: req.Name, Parallelism: req.Parallelism, MaxParallelism: req.MaxParallelism,
+		Graph: req.Graph, Args: req.Args, Config: req.Config,
+	}
+	if a := req.Artifact; a != nil {
+		spec.Artifact = &eddypb.ArtifactRef{Sha256: a.SHA256, Url: a.URL, Size: a.Size}
+	}
+	resp, err := d.b.SubmitJob(r.Context(), &eddypb.SubmitJobRequest{Spec: spec})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+resp.Job.Spec.JobId)
+	writeJSON(w, http.StatusCreated, Job(resp.Job))
+}
+
+func (d *dispatcher) getJob(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.GetJob(r.Context(), &eddypb.GetJobRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	j := Job(resp.Job)
+	for _, a := range resp.Assignments {
+		j.Tasks = append(j.Tasks, task(a))
+	}
+	for _, c := range resp.Checkpoints {
+		j.Checkpoints = append(j.Checkpoints, api.Checkpoint{
+			ID: c.CheckpointId, URL: c.Url, SizeBytes: c.SizeBytes, Savepoint: c.Savepoint,
+			TriggeredAt: time.UnixMilli(c.TriggeredAtMs).UTC(), CompletedAt: time.UnixMilli(c.CompletedAtMs).UTC(),
+		})
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (d *dispatcher) patchJob(w http.ResponseWriter, r *http.Request) {
+	mode := r.URL.Query().Get("mode")
+	if mode != "cancel" {
+		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("mode=%q: the supported mode is cancel", mode))
+		return
+	}
+	resp, err := d.b.CancelJob(r.Context(), &eddypb.CancelJobRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Job(resp.Job))
+}
+
+func (d *dispatcher) listWorkers(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.ListWorkers(r.Context(), &eddypb.ListWorkersRequest{})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	tasks := map[string][]api.Task{}
+	for _, a := range resp.Assignments {
+		tasks[a.WorkerId] = append(tasks[a.WorkerId], task(a))
+	}
+	out := api.Workers{Workers: []api.Worker{}}
+	for _, wk := range resp.Workers {
+		t := tasks[wk.Id]
+		out.Workers = append(out.Workers, api.Worker{
+			ID: wk.Id, Address: wk.Address, Status: strings.TrimPrefix(wk.Status.String(), "WORKER_STATUS_"),
+			InstanceID: wk.InstanceId, Slots: wk.Slots, SlotsFree: wk.Slots - min(wk.Slots, uint32(len(t))),
+			RegisteredAt:   time.UnixMilli(wk.RegisteredAtMs).UTC(),
+			StatusChangeAt: time.UnixMilli(wk.StatusAtMs).UTC(),
+			Tasks:          t,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *dispatcher) cluster(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.Cluster(r.Context(), &eddypb.ClusterRequest{})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	out := api.Cluster{ClusterID: resp.ClusterId, LeaderID: resp.LeaderId, Term: resp.Term, Members: []api.Member{}}
+	for _, m := range resp.Members {
+		out.Members = append(out.Members, api.Member{
+			ID: m.Member.Id, RaftAddr: m.Member.RaftAddr, GRPCAddr: m.Member.GrpcAddr, HTTPAddr: m.Member.HttpAddr,
+			Suffrage: m.Suffrage, Leader: m.Leader,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *dispatcher) join(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if err := decode(r, &req); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if _, err := d.b.Join(r.Context(), &eddypb.JoinRequest{
+		NodeId: req.NodeID, RaftAddr: req.RaftAddr, GrpcAddr: req.GRPCAddr, HttpAddr: req.HTTPAddr, ClusterId: req.ClusterID,
+	}); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.cluster(w, r)
+}
+
+func (d *dispatcher) leave(w http.ResponseWriter, r *http.Request) {
+	if _, err := d.b.Leave(r.Context(), &eddypb.LeaveRequest{NodeId: r.PathValue("id")}); err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.cluster(w, r)
+}
+
+func (d *dispatcher) node(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, d.b.Node())
+}
+
+// Job converts a job to its REST shape.
+func Job(j *eddypb.Job) api.Job {
+	s := j.Spec
+	out := api.Job{
+		ID: s.JobId, Name: s.Name, Status: strings.TrimPrefix(j.Status.String(), "JOB_STATUS_"),
+		StatusReason: j.StatusReason, Parallelism: s.Parallelism, MaxParallelism: s.MaxParallelism,
+		Args: s.Args, Config: s.Config,
+		SubmittedAt: time.UnixMilli(j.SubmittedAtMs).UTC(), UpdatedAt: time.UnixMilli(j.UpdatedAtMs).UTC(),
+		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex,
+	}
+	if a := s.Artifact; a != nil {
+		out.Artifact = &api.Artifact{SHA256: a.Sha256, URL: a.Url, Size: a.Size}
+	}
+	return out
+}
+
+func task(a *eddypb.SlotAssignment) api.Task {
+	return api.Task{Task: a.Task, WorkerID: a.WorkerId, Slot: a.Slot, Attempt: a.Attempt}
+}

@@ -1,0 +1,267 @@
+package jobmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eddy-streams/eddy/controlplane"
+	"github.com/eddy-streams/eddy/controlplane/fsm"
+	"github.com/eddy-streams/eddy/proto/eddypb"
+)
+
+// Raft is what the JobManager needs of its node. Apply submits a command and
+// returns the business error of the FSM, or an error if it was not applied.
+type Raft interface {
+	Apply(ctx context.Context, t fsm.CommandType, msg proto.Message) (uint64, error)
+	State() *fsm.State
+	Changed() <-chan struct{}
+}
+
+// Config configures a Manager.
+type Config struct {
+	Logger *slog.Logger
+	// Now is the clock used to stamp commands.
+	Now func() time.Time
+	// DefaultMaxParallelism is used when a job does not set one.
+	DefaultMaxParallelism uint32
+}
+
+// DefaultConfig returns the defaults: the system clock and 128 key groups.
+func DefaultConfig() Config {
+	return Config{Logger: slog.Default(), Now: time.Now, DefaultMaxParallelism: 128}
+}
+
+// Manager is the JobManager of one leadership term. Its methods are safe for
+// concurrent use.
+type Manager struct {
+	raft Raft
+	cfg  Config
+	kick chan struct{}
+}
+
+// New returns a Manager that submits its decisions through r.
+func New(r Raft, cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DefaultMaxParallelism == 0 {
+		cfg.DefaultMaxParallelism = 128
+	}
+	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1)}
+}
+
+var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// MaxParallelismLimit is the largest max parallelism (number of key groups)
+// a job may ask for, as in Flink.
+const MaxParallelismLimit = 32768
+
+// Submit validates spec, gives it an id when it has none, and records it.
+func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("%w: empty job spec", controlplane.ErrInvalidArgument)
+	}
+	spec = proto.CloneOf(spec)
+	spec.Name = strings.TrimSpace(spec.Name)
+	if spec.Name == "" {
+		return nil, fmt.Errorf("%w: the job needs a name", controlplane.ErrInvalidArgument)
+	}
+	if spec.JobId == "" {
+		spec.JobId = newJobID()
+	} else if !jobIDPattern.MatchString(spec.JobId) {
+		return nil, fmt.Errorf("%w: job id %q: want 1-64 letters, digits, '_' or '-'", controlplane.ErrInvalidArgument, spec.JobId)
+	}
+	if spec.Parallelism == 0 {
+		spec.Parallelism = 1
+	}
+	if spec.MaxParallelism == 0 {
+		spec.MaxParallelism = max(m.cfg.DefaultMaxParallelism, spec.Parallelism)
+	}
+	if spec.MaxParallelism > MaxParallelismLimit {
+		return nil, fmt.Errorf("%w: max parallelism %d exceeds %d", controlplane.ErrInvalidArgument, spec.MaxParallelism, MaxParallelismLimit)
+	}
+	if spec.Parallelism > spec.MaxParallelism {
+		return nil, fmt.Errorf("%w: parallelism %d exceeds max parallelism %d", controlplane.ErrInvalidArgument, spec.Parallelism, spec.MaxParallelism)
+	}
+	if _, err := m.raft.Apply(ctx, fsm.CmdSubmitJob, &eddypb.SubmitJobCommand{Spec: spec, AtMs: m.cfg.Now().UnixMilli()}); err != nil {
+		return nil, err
+	}
+	m.Kick()
+	j, ok := m.raft.State().Job(controlplane.JobID(spec.JobId))
+	if !ok {
+		return nil, fmt.Errorf("job %s vanished after submit", spec.JobId)
+	}
+	m.cfg.Logger.Info("job submitted", "job_id", spec.JobId, "name", spec.Name, "parallelism", spec.Parallelism)
+	return j, nil
+}
+
+// Cancel moves a job that has not ended to CANCELED and releases its slots.
+func (m *Manager) Cancel(ctx context.Context, id controlplane.JobID) (*eddypb.Job, error) {
+	j, ok := m.raft.State().Job(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
+	}
+	if fsm.Terminal(j.Status) {
+		return nil, fmt.Errorf("%w: job %s is %s", controlplane.ErrJobNotCancellable, id, StatusName(j.Status))
+	}
+	_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
+		JobId:    string(id),
+		Status:   eddypb.JobStatus_JOB_STATUS_CANCELED,
+		Reason:   "cancelled by request",
+		AtMs:     m.cfg.Now().UnixMilli(),
+		Expected: nonTerminal,
+	})
+	if errors.Is(err, fsm.ErrStatusMismatch) {
+		cur, _ := m.raft.State().Job(id)
+		return nil, fmt.Errorf("%w: job %s is %s", controlplane.ErrJobNotCancellable, id, StatusName(cur.GetStatus()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.Kick()
+	j, _ = m.raft.State().Job(id)
+	m.cfg.Logger.Info("job cancelled", "job_id", id)
+	return j, nil
+}
+
+var nonTerminal = func() []eddypb.JobStatus {
+	var out []eddypb.JobStatus
+	for v := range eddypb.JobStatus_name {
+		st := eddypb.JobStatus(v)
+		if st != eddypb.JobStatus_JOB_STATUS_UNSPECIFIED && !fsm.Terminal(st) {
+			out = append(out, st)
+		}
+	}
+	return out
+}()
+
+// StatusName returns the Flink-style name of a job status ("RUNNING").
+func StatusName(st eddypb.JobStatus) string {
+	return strings.TrimPrefix(st.String(), "JOB_STATUS_")
+}
+
+// Kick asks the scheduling loop to run soon.
+func (m *Manager) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run schedules waiting jobs whenever the state changes, until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		changed := m.raft.Changed()
+		m.schedule(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-m.kick:
+		case <-t.C:
+		}
+	}
+}
+
+type slotRef struct {
+	worker string
+	slot   uint32
+}
+
+// freeSlots lists the unassigned slots of alive workers, interleaved across
+// workers so that a job's tasks spread over the cluster.
+func freeSlots(st *fsm.State) (free []slotRef, total int) {
+	used := map[slotRef]bool{}
+	for _, a := range st.AllAssignments() {
+		used[slotRef{a.WorkerId, a.Slot}] = true
+	}
+	var perWorker [][]slotRef
+	for _, w := range st.Workers() {
+		if w.Status != eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
+			continue
+		}
+		total += int(w.Slots)
+		var ws []slotRef
+		for i := range w.Slots {
+			if r := (slotRef{w.Id, i}); !used[r] {
+				ws = append(ws, r)
+			}
+		}
+		perWorker = append(perWorker, ws)
+	}
+	for i := 0; ; i++ {
+		added := false
+		for _, ws := range perWorker {
+			if i < len(ws) {
+				free = append(free, ws[i])
+				added = true
+			}
+		}
+		if !added {
+			return free, total
+		}
+	}
+}
+
+func (m *Manager) schedule(ctx context.Context) {
+	st := m.raft.State()
+	free, total := freeSlots(st)
+	for _, j := range st.Jobs() {
+		if ctx.Err() != nil {
+			return
+		}
+		if j.Status != eddypb.JobStatus_JOB_STATUS_CREATED {
+			continue
+		}
+		need := int(max(j.Spec.Parallelism, 1))
+		if need > len(free) {
+			reason := fmt.Sprintf("waiting for %d free slots: %d of %d free", need, len(free), total)
+			if j.StatusReason == reason {
+				continue
+			}
+			_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
+				JobId: j.Spec.JobId, Status: j.Status, Reason: reason, AtMs: m.cfg.Now().UnixMilli(),
+				Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_CREATED},
+			})
+			if err != nil && !errors.Is(err, fsm.ErrStatusMismatch) {
+				m.cfg.Logger.Warn("record scheduling wait", "job_id", j.Spec.JobId, "error", err)
+			}
+			continue
+		}
+		as := make([]*eddypb.SlotAssignment, need)
+		for i := range need {
+			as[i] = &eddypb.SlotAssignment{
+				JobId: j.Spec.JobId, WorkerId: free[i].worker, Slot: free[i].slot,
+				Task: fmt.Sprintf("%d", i), Attempt: 1,
+			}
+		}
+		if _, err := m.raft.Apply(ctx, fsm.CmdAssignSlots, &eddypb.AssignSlotsCommand{
+			JobId: j.Spec.JobId, Assignments: as, AtMs: m.cfg.Now().UnixMilli(),
+		}); err != nil {
+			m.cfg.Logger.Warn("assign slots", "job_id", j.Spec.JobId, "error", err)
+			return
+		}
+		m.cfg.Logger.Info("job scheduled", "job_id", j.Spec.JobId, "slots", need)
+		free = free[need:]
+	}
+}
+
+func newJobID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,347 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/eddy-streams/eddy/api"
+	"github.com/eddy-streams/eddy/controlplane"
+	"github.com/eddy-streams/eddy/controlplane/fsm"
+	"github.com/eddy-streams/eddy/proto/eddypb"
+)
+
+// Metadata keys of forwarded and stale calls.
+const (
+	mdForwarded = "eddy-forwarded-by"
+	mdStale     = "eddy-stale"
+)
+
+// errorInterceptor gives every gRPC error its stable code, and turns the
+// stale-read metadata into the context flag.
+func errorInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(mdStale)) > 0 {
+		ctx = controlplane.WithStale(ctx)
+	}
+	resp, err := h(ctx, req)
+	return resp, controlplane.ToStatus(err)
+}
+
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(mdForwarded)) > 0
+}
+
+// leaderFor returns the local leadership when this node is the established
+// leader, or else a client of the leader. It waits up to LeaderWait for an
+// election to end. A call that was forwarded to this node is never forwarded
+// again.
+func (s *Server) leaderFor(ctx context.Context) (*leadership, eddypb.ControlPlaneClient, error) {
+	wait := time.NewTimer(s.cfg.LeaderWait)
+	defer wait.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l := s.leader.Load(); l != nil {
+			return l, nil, nil
+		}
+		if forwarded(ctx) {
+			return nil, nil, fmt.Errorf("%w: node %s received a forwarded call", controlplane.ErrNotLeader, s.cfg.NodeID)
+		}
+		if _, id := s.raft.LeaderWithID(); id != "" && string(id) != s.cfg.NodeID {
+			if m, ok := s.fsm.State().Member(controlplane.NodeID(id)); ok && m.GrpcAddr != "" {
+				c, err := s.client(m.GrpcAddr)
+				if err != nil {
+					return nil, nil, err
+				}
+				return nil, c, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %v", controlplane.ErrNoLeader, ctx.Err())
+		case <-s.ctx.Done():
+			return nil, nil, fmt.Errorf("%w: node is shutting down", controlplane.ErrNoLeader)
+		case <-wait.C:
+			return nil, nil, fmt.Errorf("%w: none elected within %s", controlplane.ErrNoLeader, s.cfg.LeaderWait)
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) client(addr string) (eddypb.ControlPlaneClient, error) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.conns == nil {
+		return nil, fmt.Errorf("%w: node is shutting down", controlplane.ErrNoLeader)
+	}
+	c, ok := s.conns[addr]
+	if !ok {
+		dial := s.cfg.Dial
+		var err error
+		c, err = grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }))
+		if err != nil {
+			return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
+		}
+		s.conns[addr] = c
+	}
+	return eddypb.NewControlPlaneClient(c), nil
+}
+
+// call runs local on the leader, or forwards the call to the leader.
+func call[Req, Resp any](ctx context.Context, s *Server, req Req,
+	remote func(eddypb.ControlPlaneClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+	local func(context.Context, *leadership) (Resp, error),
+) (Resp, error) {
+	l, c, err := s.leaderFor(ctx)
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	if l != nil {
+		return local(ctx, l)
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, mdForwarded, s.cfg.NodeID)
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.ApplyTimeout+s.cfg.LeaderWait {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.ApplyTimeout+s.cfg.LeaderWait)
+		defer cancel()
+	}
+	resp, err := remote(c, ctx, req)
+	return resp, controlplane.FromStatus(err)
+}
+
+// read runs f on a state that reflects every write acknowledged before the
+// call: the leader's after it confirmed its leadership, or the local one for
+// a stale read.
+func read[Req, Resp any](ctx context.Context, s *Server, req Req,
+	remote func(eddypb.ControlPlaneClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+	f func(*fsm.State) (Resp, error),
+) (Resp, error) {
+	if controlplane.Stale(ctx) {
+		return f(s.fsm.State())
+	}
+	return call(ctx, s, req, remote, func(context.Context, *leadership) (Resp, error) {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			var zero Resp
+			return zero, raftError(err)
+		}
+		return f(s.fsm.State())
+	})
+}
+
+// SubmitJob records a new job.
+func (s *Server) SubmitJob(ctx context.Context, req *eddypb.SubmitJobRequest) (*eddypb.SubmitJobResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.SubmitJob, func(ctx context.Context, l *leadership) (*eddypb.SubmitJobResponse, error) {
+		j, err := l.jobs.Submit(ctx, req.Spec)
+		if err != nil {
+			return nil, err
+		}
+		return &eddypb.SubmitJobResponse{Job: j}, nil
+	})
+}
+
+// CancelJob cancels a job.
+func (s *Server) CancelJob(ctx context.Context, req *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.CancelJob, func(ctx context.Context, l *leadership) (*eddypb.CancelJobResponse, error) {
+		j, err := l.jobs.Cancel(ctx, controlplane.JobID(req.JobId))
+		if err != nil {
+			return nil, err
+		}
+		return &eddypb.CancelJobResponse{Job: j}, nil
+	})
+}
+
+// GetJob returns a job with its slot assignments and checkpoints.
+func (s *Server) GetJob(ctx context.Context, req *eddypb.GetJobRequest) (*eddypb.GetJobResponse, error) {
+	return read(ctx, s, req, eddypb.ControlPlaneClient.GetJob, func(st *fsm.State) (*eddypb.GetJobResponse, error) {
+		id := controlplane.JobID(req.JobId)
+		j, ok := st.Job(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, req.JobId)
+		}
+		return &eddypb.GetJobResponse{Job: j, Assignments: st.Assignments(id), Checkpoints: st.Checkpoints(id)}, nil
+	})
+}
+
+// ListJobs returns every job, oldest first.
+func (s *Server) ListJobs(ctx context.Context, req *eddypb.ListJobsRequest) (*eddypb.ListJobsResponse, error) {
+	return read(ctx, s, req, eddypb.ControlPlaneClient.ListJobs, func(st *fsm.State) (*eddypb.ListJobsResponse, error) {
+		return &eddypb.ListJobsResponse{Jobs: st.Jobs()}, nil
+	})
+}
+
+// ListWorkers returns every worker and the slot assignments.
+func (s *Server) ListWorkers(ctx context.Context, req *eddypb.ListWorkersRequest) (*eddypb.ListWorkersResponse, error) {
+	return read(ctx, s, req, eddypb.ControlPlaneClient.ListWorkers, func(st *fsm.State) (*eddypb.ListWorkersResponse, error) {
+		return &eddypb.ListWorkersResponse{Workers: st.Workers(), Assignments: st.AllAssignments()}, nil
+	})
+}
+
+// Overview summarises the cluster.
+func (s *Server) Overview(ctx context.Context, req *eddypb.OverviewRequest) (*eddypb.OverviewResponse, error) {
+	return read(ctx, s, req, eddypb.ControlPlaneClient.Overview, func(st *fsm.State) (*eddypb.OverviewResponse, error) {
+		o := &eddypb.OverviewResponse{NodeId: s.cfg.NodeID, LeaderId: string(s.LeaderID()), SlotsAvailable: uint32(st.FreeSlots())}
+		for _, w := range st.Workers() {
+			if w.Status == eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
+				o.Workers++
+				o.SlotsTotal += w.Slots
+			}
+		}
+		for _, j := range st.Jobs() {
+			switch j.Status {
+			case eddypb.JobStatus_JOB_STATUS_RUNNING:
+				o.JobsRunning++
+			case eddypb.JobStatus_JOB_STATUS_FINISHED:
+				o.JobsFinished++
+			case eddypb.JobStatus_JOB_STATUS_CANCELED:
+				o.JobsCancelled++
+			case eddypb.JobStatus_JOB_STATUS_FAILED:
+				o.JobsFailed++
+			default:
+				o.JobsPending++
+			}
+		}
+		return o, nil
+	})
+}
+
+// RegisterWorker registers a worker instance and its slots.
+func (s *Server) RegisterWorker(ctx context.Context, req *eddypb.RegisterWorkerRequest) (*eddypb.RegisterWorkerResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.RegisterWorker, func(ctx context.Context, l *leadership) (*eddypb.RegisterWorkerResponse, error) {
+		return l.resources.Register(ctx, req)
+	})
+}
+
+// Heartbeat records a worker's heartbeat.
+func (s *Server) Heartbeat(ctx context.Context, req *eddypb.HeartbeatRequest) (*eddypb.HeartbeatResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.Heartbeat, func(ctx context.Context, l *leadership) (*eddypb.HeartbeatResponse, error) {
+		return l.resources.Heartbeat(ctx, req)
+	})
+}
+
+// Join adds a node to the cluster as a voter.
+func (s *Server) Join(ctx context.Context, req *eddypb.JoinRequest) (*eddypb.JoinResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.Join, func(ctx context.Context, _ *leadership) (*eddypb.JoinResponse, error) {
+		return s.addMember(ctx, req)
+	})
+}
+
+func (s *Server) addMember(ctx context.Context, req *eddypb.JoinRequest) (*eddypb.JoinResponse, error) {
+	if !nodeIDPattern.MatchString(req.NodeId) {
+		return nil, fmt.Errorf("%w: node id %q", controlplane.ErrInvalidArgument, req.NodeId)
+	}
+	for name, a := range map[string]string{"raft": req.RaftAddr, "grpc": req.GrpcAddr, "http": req.HttpAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("%w: %s address %q of node %s: %v", controlplane.ErrInvalidArgument, name, a, req.NodeId, err)
+		}
+	}
+	cid := s.fsm.State().ClusterID()
+	if req.ClusterId != "" && req.ClusterId != cid {
+		return nil, fmt.Errorf("%w: node %s belongs to cluster %s, this is cluster %s", controlplane.ErrOtherCluster, req.NodeId, req.ClusterId, cid)
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, raftError(err)
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.Address) == req.RaftAddr && string(srv.ID) != req.NodeId {
+			return nil, fmt.Errorf("%w: raft address %s is used by node %s; remove it first", controlplane.ErrInvalidArgument, req.RaftAddr, srv.ID)
+		}
+	}
+	if err := s.raft.AddVoter(raft.ServerID(req.NodeId), raft.ServerAddress(req.RaftAddr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		return nil, fmt.Errorf("add voter %s: %w", req.NodeId, raftError(err))
+	}
+	m := &eddypb.Member{Id: req.NodeId, RaftAddr: req.RaftAddr, GrpcAddr: req.GrpcAddr, HttpAddr: req.HttpAddr}
+	if _, err := s.raftApply(ctx, fsm.CmdUpsertMember, &eddypb.UpsertMemberCommand{Member: m}); err != nil {
+		return nil, err
+	}
+	s.log.Info("node joined", "member", req.NodeId, "raft_addr", req.RaftAddr)
+	return &eddypb.JoinResponse{ClusterId: cid, LeaderId: s.cfg.NodeID}, nil
+}
+
+// Leave removes a node from the cluster.
+func (s *Server) Leave(ctx context.Context, req *eddypb.LeaveRequest) (*eddypb.LeaveResponse, error) {
+	return call(ctx, s, req, eddypb.ControlPlaneClient.Leave, func(ctx context.Context, _ *leadership) (*eddypb.LeaveResponse, error) {
+		f := s.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return nil, raftError(err)
+		}
+		found := false
+		for _, srv := range f.Configuration().Servers {
+			found = found || string(srv.ID) == req.NodeId
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s", controlplane.ErrNodeNotFound, req.NodeId)
+		}
+		if _, ok := s.fsm.State().Member(controlplane.NodeID(req.NodeId)); ok {
+			if _, err := s.raftApply(ctx, fsm.CmdRemoveMember, &eddypb.RemoveMemberCommand{NodeId: req.NodeId}); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.raft.RemoveServer(raft.ServerID(req.NodeId), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+			return nil, fmt.Errorf("remove server %s: %w", req.NodeId, raftError(err))
+		}
+		s.log.Info("node removed", "member", req.NodeId)
+		return &eddypb.LeaveResponse{}, nil
+	})
+}
+
+// Cluster describes the Raft group as this node sees it; it needs no quorum.
+func (s *Server) Cluster(context.Context, *eddypb.ClusterRequest) (*eddypb.ClusterResponse, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, raftError(err)
+	}
+	_, leader := s.raft.LeaderWithID()
+	st := s.fsm.State()
+	resp := &eddypb.ClusterResponse{ClusterId: s.ClusterID(), LeaderId: string(leader), Term: s.raft.CurrentTerm()}
+	for _, srv := range f.Configuration().Servers {
+		m, ok := st.Member(controlplane.NodeID(srv.ID))
+		if !ok {
+			m = &eddypb.Member{Id: string(srv.ID)}
+		}
+		m = &eddypb.Member{Id: string(srv.ID), RaftAddr: string(srv.Address), GrpcAddr: m.GrpcAddr, HttpAddr: m.HttpAddr}
+		resp.Members = append(resp.Members, &eddypb.ClusterMember{
+			Member:   m,
+			Suffrage: suffrage(srv.Suffrage),
+			Leader:   srv.ID == leader,
+		})
+	}
+	return resp, nil
+}
+
+func suffrage(v raft.ServerSuffrage) string {
+	switch v {
+	case raft.Voter:
+		return "voter"
+	case raft.Nonvoter:
+		return "nonvoter"
+	}
+	return "staging"
+}
+
+// Node describes this node itself.
+func (s *Server) Node() api.Node {
+	_, leader := s.raft.LeaderWithID()
+	return api.Node{
+		ID:           s.cfg.NodeID,
+		ClusterID:    s.ClusterID(),
+		RaftAddr:     s.raftAddr,
+		GRPCAddr:     s.grpcAddr,
+		HTTPAddr:     s.httpAddr,
+		State:        s.raft.State().String(),
+		LeaderID:     string(leader),
+		Term:         s.raft.CurrentTerm(),
+		AppliedIndex: s.raft.AppliedIndex(),
+	}
+}
+
