@@ -344,4 +344,3 @@ func (s *Server) Node() api.Node {
 		AppliedIndex: s.raft.AppliedIndex(),
 	}
 }
-
