@@ -14,15 +14,15 @@ type CommandType uint8
 
 // The command types. Each takes the protobuf payload named after it.
 const (
-	CmdInitCluster        CommandType = 1 // eddypb.InitClusterCommand
-	CmdUpsertMember       CommandType = 2 // eddypb.UpsertMemberCommand
-	CmdRemoveMember       CommandType = 3 // eddypb.RemoveMemberCommand
-	CmdSubmitJob          CommandType = 4 // eddypb.SubmitJobCommand
-	CmdUpdateJobStatus    CommandType = 5 // eddypb.UpdateJobStatusCommand
-	CmdRegisterWorker     CommandType = 6 // eddypb.RegisterWorkerCommand
-	CmdUpdateWorkerStatus CommandType = 7 // eddypb.UpdateWorkerStatusCommand
-	CmdAssignSlots        CommandType = 8 // eddypb.AssignSlotsCommand
-	CmdReleaseSlots       CommandType = 9 // eddypb.ReleaseSlotsCommand
+	CmdInitCluster        CommandType = 1  // eddypb.InitClusterCommand
+	CmdUpsertMember       CommandType = 2  // eddypb.UpsertMemberCommand
+	CmdRemoveMember       CommandType = 3  // eddypb.RemoveMemberCommand
+	CmdSubmitJob          CommandType = 4  // eddypb.SubmitJobCommand
+	CmdUpdateJobStatus    CommandType = 5  // eddypb.UpdateJobStatusCommand
+	CmdRegisterWorker     CommandType = 6  // eddypb.RegisterWorkerCommand
+	CmdUpdateWorkerStatus CommandType = 7  // eddypb.UpdateWorkerStatusCommand
+	CmdAssignSlots        CommandType = 8  // eddypb.AssignSlotsCommand
+	CmdReleaseSlots       CommandType = 9  // eddypb.ReleaseSlotsCommand
 	CmdCompleteCheckpoint CommandType = 10 // eddypb.CompleteCheckpointCommand
 )
 

@@ -282,7 +282,7 @@ func (s *Server) Close() {
 // ID returns the node id.
 func (s *Server) ID() controlplane.NodeID { return controlplane.NodeID(s.cfg.NodeID) }
 
-// RaftAddr, GRPCAddr and HTTPAddr return the addresses the node listens on.
+// RaftAddr returns the Raft address the node listens on and advertises.
 func (s *Server) RaftAddr() string { return s.raftAddr }
 
 // GRPCAddr returns the gRPC address the node listens on.

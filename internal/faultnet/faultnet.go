@@ -21,11 +21,10 @@ var ErrPartitioned = errors.New("faultnet: partitioned")
 // Network knows which node listens on which address and which nodes may talk.
 // It is safe for concurrent use.
 type Network struct {
-	mu     sync.Mutex
-	owner  map[string]string // listen address -> node
-	group  map[string]int    // node -> partition group; absent means group 0
-	conns  map[*conn]struct{}
-	closed bool
+	mu    sync.Mutex
+	owner map[string]string // listen address -> node
+	group map[string]int    // node -> partition group; absent means group 0
+	conns map[*conn]struct{}
 }
 
 // New returns a Network with every node connected.

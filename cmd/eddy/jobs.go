@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() || t.Unix() <= 0 {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			jobs, err := c.Jobs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), jobs)
+			}
+			var rows [][]string
+			for _, j := range jobs {
+				rows = append(rows, []string{j.ID, j.Name, j.Status, fmt.Sprint(j.Parallelism), ago(j.SubmittedAt), j.StatusReason})
+			}
+			return table(cmd.OutOrStdout(), "ID\tNAME\tSTATUS\tPARALLELISM\tSUBMITTED\tREASON", rows)
+		},
+	}
+}
+
+func newInfoCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "info JOB",
+		Short: "Show a job: status, tasks and checkpoints",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.Job(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if g.json {
+				return printJSON(w, j)
+			}
+			fmt.Fprintf(w, "Job:          %s\nName:         %s\nStatus:       %s\n", j.ID, j.Name, j.Status)
+			if j.StatusReason != "" {
+				fmt.Fprintf(w, "Reason:       %s\n", j.StatusReason)
+			}
+			fmt.Fprintf(w, "Parallelism:  %d (max %d)\nSubmitted:    %s\nUpdated:      %s\n",
+				j.Parallelism, j.MaxParallelism, j.SubmittedAt.Format(time.RFC3339), j.UpdatedAt.Format(time.RFC3339))
+			if j.Artifact != nil {
+				fmt.Fprintf(w, "Artifact:     sha256:%s\n", j.Artifact.SHA256)
+			}
+			if len(j.Tasks) > 0 {
+				fmt.Fprintln(w, "\nTasks:")
+				var rows [][]string
+				for _, t := range j.Tasks {
+					rows = append(rows, []string{t.Task, t.WorkerID, fmt.Sprint(t.Slot), fmt.Sprint(t.Attempt)})
+				}
+				if err := table(w, "TASK\tWORKER\tSLOT\tATTEMPT", rows); err != nil {
+					return err
+				}
+			}
+			if len(j.Checkpoints) > 0 {
+				fmt.Fprintln(w, "\nCheckpoints:")
+				var rows [][]string
+				for _, cp := range j.Checkpoints {
+					kind := "checkpoint"
+					if cp.Savepoint {
+						kind = "savepoint"
+					}
+					rows = append(rows, []string{fmt.Sprint(cp.ID), kind, cp.CompletedAt.Format(time.RFC3339), fmt.Sprint(cp.SizeBytes), cp.URL})
+				}
+				return table(w, "ID\tKIND\tCOMPLETED\tBYTES\tURL", rows)
+			}
+			return nil
+		},
+	}
+}
+
+func newCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel JOB",
+		Short: "Cancel a job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.Cancel(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), j)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "job %s is %s\n", j.ID, j.Status)
+			return nil
+		},
+	}
+}
+
+func newWorkersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "workers",
+		Short: "List workers and their slots",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ws, err := c.Workers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), ws)
+			}
+			var rows [][]string
+			for _, w := range ws {
+				rows = append(rows, []string{w.ID, w.Status, fmt.Sprintf("%d/%d", w.SlotsFree, w.Slots), w.Address, ago(w.StatusChangeAt)})
+			}
+			return table(cmd.OutOrStdout(), "ID\tSTATUS\tFREE SLOTS\tADDRESS\tSINCE", rows)
+		},
+	}
+}
