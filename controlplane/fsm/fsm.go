@@ -172,6 +172,10 @@ func (s *State) applyUpdateJobStatus(c *eddypb.UpdateJobStatusCommand, index uin
 	if !ok {
 		return fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
 	}
+	if Terminal(j.Status) {
+		// A job that ended stays ended: a late report must not revive it.
+		return fmt.Errorf("%w: job %s has ended as %s", ErrStatusMismatch, id, j.Status)
+	}
 	if len(c.Expected) > 0 && !slices.Contains(c.Expected, j.Status) {
 		return fmt.Errorf("%w: job %s is %s", ErrStatusMismatch, id, j.Status)
 	}
@@ -246,6 +250,11 @@ func (s *State) applyAssignSlots(c *eddypb.AssignSlotsCommand, index uint64) err
 		}
 	}
 	for _, a := range c.Assignments {
+		// Snapshots file an assignment under its own job id, so it must be
+		// the command's, or a restored replica would diverge.
+		if a.JobId != c.JobId {
+			return fmt.Errorf("%w: assignment for job %q in a command for job %s", controlplane.ErrInvalidArgument, a.JobId, id)
+		}
 		w, ok := s.workers[controlplane.WorkerID(a.WorkerId)]
 		k := slot{a.WorkerId, a.Slot}
 		if !ok || a.Slot >= w.Slots || taken[k] {

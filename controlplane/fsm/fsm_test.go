@@ -378,6 +378,12 @@ func TestEncode(t *testing.T) {
 	if !proto.Equal(&got, cmd) {
 		t.Errorf("payload = %v, want %v", &got, cmd)
 	}
+
+	// proto3 strings must be valid UTF-8, so this payload cannot be marshalled.
+	_, err = fsm.Encode(fsm.CmdRemoveMember, &eddypb.RemoveMemberCommand{NodeId: "\xff"})
+	if err == nil || !strings.HasPrefix(err.Error(), "encode remove_member: ") {
+		t.Errorf("Encode(invalid utf-8) error = %v, want one starting with %q", err, "encode remove_member: ")
+	}
 }
 
 func TestInitCluster(t *testing.T) {
@@ -1097,5 +1103,18 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	if got := len(f.State().Jobs()); got != n {
 		t.Errorf("len(Jobs()) = %d, want %d", got, n)
+	}
+}
+
+func TestEndedJobStaysEnded(t *testing.T) {
+	f := fsm.New()
+	mustApply(t, f, 1, fsm.CmdSubmitJob, &eddypb.SubmitJobCommand{Spec: &eddypb.JobSpec{JobId: "j", Name: "j"}})
+	mustApply(t, f, 2, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{JobId: "j", Status: eddypb.JobStatus_JOB_STATUS_FINISHED})
+	resp := apply(t, f, 3, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{JobId: "j", Status: eddypb.JobStatus_JOB_STATUS_RUNNING})
+	if !errors.Is(resp.Err, fsm.ErrStatusMismatch) {
+		t.Fatalf("reviving a finished job: err %v, want ErrStatusMismatch", resp.Err)
+	}
+	if j, _ := f.State().Job("j"); j.Status != eddypb.JobStatus_JOB_STATUS_FINISHED {
+		t.Fatalf("finished job is now %s", j.Status)
 	}
 }

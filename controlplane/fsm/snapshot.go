@@ -23,6 +23,10 @@ const (
 	snapshotVersion = 1
 )
 
+// maxRecordSize bounds one record, so that a corrupt length is an error and
+// not an allocation of gigabytes.
+const maxRecordSize = 64 << 20
+
 type recordType uint8
 
 const (
@@ -134,6 +138,9 @@ func readSnapshot(r io.Reader) (*State, error) {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
 			return nil, fmt.Errorf("read record length: %w", err)
+		}
+		if n > maxRecordSize {
+			return nil, fmt.Errorf("snapshot record of %d bytes exceeds %d: corrupt snapshot", n, maxRecordSize)
 		}
 		b := make([]byte, n)
 		if _, err := io.ReadFull(br, b); err != nil {

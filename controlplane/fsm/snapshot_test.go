@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 
+	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/controlplane/fsm"
 	"github.com/eddy-streams/eddy/proto/eddypb"
 )
@@ -153,8 +155,8 @@ func TestRestoredStateAppliesLikeTheOriginal(t *testing.T) {
 		cmd     command
 		wantErr error
 	}{
-		{submitJob("j1", 1), nil},
-		{initCluster("c2"), nil},
+		{submitJob("j1", 1), controlplane.ErrJobExists},
+		{initCluster("c2"), controlplane.ErrOtherCluster},
 		{assignSlots("j2", 400, slot("j2", "w1", 0)), fsm.ErrSlotTaken},
 		{assignSlots("j2", 400, slot("j2", "w1", 2)), nil},
 		{registerWorker("w1", "w1-b", 3, 401), nil},
@@ -166,7 +168,9 @@ func TestRestoredStateAppliesLikeTheOriginal(t *testing.T) {
 		index := next + uint64(i)
 		a := apply(t, src, index, c.cmd.typ, c.cmd.msg)
 		b := apply(t, dst, index, c.cmd.typ, c.cmd.msg)
-		if !errors.Is(a.Err, b.Err) && (a.Err == nil || b.Err == nil || a.Err.Error() != b.Err.Error()) {
+		checkErr(t, a.Err, c.wantErr)
+		checkErr(t, b.Err, c.wantErr)
+		if fmt.Sprint(a.Err) != fmt.Sprint(b.Err) {
 			t.Errorf("%s at %d: original returned %v, restored %v", c.cmd.typ, index, a.Err, b.Err)
 		}
 	}

@@ -56,7 +56,9 @@ func (n *Network) Partition(nodes ...string) {
 	}
 	var cut []*conn
 	for c := range n.conns {
-		if n.group[c.from] != n.group[c.to] {
+		// The owner is looked up now: a connection may have been dialled
+		// before its target registered.
+		if to, ok := n.owner[c.addr]; ok && n.group[c.from] != n.group[to] {
 			cut = append(cut, c)
 		}
 	}
@@ -93,13 +95,13 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
-		if err != nil || !known {
+		if err != nil {
 			return c, err
 		}
-		wc := &conn{Conn: c, net: n, from: from, to: to}
+		wc := &conn{Conn: c, net: n, from: from, addr: addr}
 		n.mu.Lock()
 		// The partition may have changed while dialling.
-		if n.group[from] != n.group[to] {
+		if to, known = n.owner[addr]; known && n.group[from] != n.group[to] {
 			n.mu.Unlock()
 			_ = c.Close()
 			return nil, fmt.Errorf("dial %s from %s: %w", addr, from, ErrPartitioned)
@@ -112,9 +114,9 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 
 type conn struct {
 	net.Conn
-	net      *Network
-	from, to string
-	once     sync.Once
+	net        *Network
+	from, addr string
+	once       sync.Once
 }
 
 func (c *conn) Close() error {
