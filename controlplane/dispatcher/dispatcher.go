@@ -53,9 +53,6 @@ func New(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/cluster/members", d.join)
 	mux.HandleFunc("DELETE /v1/cluster/members/{id}", d.leave)
 	mux.HandleFunc("GET /v1/node", d.node)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
 	return d.wrap(mux)
 }
 
@@ -82,7 +79,9 @@ func (d *dispatcher) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// methodCheck rewrites the mux's 405 response as a JSON error.
+// methodCheck rewrites the mux's own plain-text 404 and 405 responses as
+// JSON errors. Handlers of this package always set a JSON content type first,
+// so a non-JSON error status can only come from the mux.
 type methodCheck struct {
 	http.ResponseWriter
 	r        *http.Request
@@ -90,13 +89,15 @@ type methodCheck struct {
 }
 
 func (m *methodCheck) WriteHeader(code int) {
-	if code == http.StatusMethodNotAllowed {
+	h := m.ResponseWriter.Header()
+	if (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) && h.Get("Content-Type") != "application/json" {
 		m.replaced = true
-		m.ResponseWriter.Header().Set("Content-Type", "application/json")
-		m.ResponseWriter.WriteHeader(code)
-		_ = json.NewEncoder(m.ResponseWriter).Encode(api.Error{Error: api.ErrorBody{
-			Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", m.r.Method, m.r.URL.Path),
-		}})
+		h.Del("X-Content-Type-Options")
+		errCode, msg := "not_found", fmt.Sprintf("no such endpoint: %s %s", m.r.Method, m.r.URL.Path)
+		if code == http.StatusMethodNotAllowed {
+			errCode, msg = "method_not_allowed", fmt.Sprintf("%s is not allowed on %s (allowed: %s)", m.r.Method, m.r.URL.Path, h.Get("Allow"))
+		}
+		writeError(m.ResponseWriter, code, errCode, msg)
 		return
 	}
 	m.ResponseWriter.WriteHeader(code)

@@ -482,3 +482,6 @@ func readClusterID(dir string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// DataDir returns the node's data directory.
+func (s *Server) DataDir() string { return s.cfg.DataDir }
