@@ -33,9 +33,11 @@ GOLANGCI_LINT      := $(TOOLS_BIN)/golangci-lint
 BENCHSTAT          := $(TOOLS_BIN)/benchstat
 VERSITYGW          := $(TOOLS_BIN)/versitygw
 
+# Each .proto file sits in the folder of the Go package generated from it
+# (proto/eddypb/controlplane.proto -> proto/eddypb/controlplane.pb.go).
 PROTO_DIR   := proto
-PROTO_OUT   := proto/eddypb
-PROTO_FILES := $(wildcard $(PROTO_DIR)/*.proto)
+PROTO_OUT   := proto
+PROTO_FILES := $(wildcard $(PROTO_DIR)/*/*.proto)
 
 BIN := bin/eddy
 
@@ -123,16 +125,15 @@ clean: ## Remove build outputs (bin/) and cached test results; keeps .tools.
 ##@ Protobuf
 
 .PHONY: proto
-proto: protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Regenerate proto/eddypb from proto/*.proto.
-	rm -f $(PROTO_OUT)/*.pb.go
-	mkdir -p $(PROTO_OUT)
+proto: protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Regenerate the Go code in proto/*/ from the .proto files beside it.
+	rm -f $(PROTO_OUT)/*/*.pb.go
 	$(call protoc_gen,$(PROTO_OUT))
 
 # proto-check compares a fresh generation with the committed files: every
 # generated file must match byte for byte, and no committed *.pb.go may lack
 # a source (left over from a deleted .proto).
 .PHONY: proto-check
-proto-check: protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Fail if proto/eddypb is not what `make proto` generates.
+proto-check: protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Fail if the generated code in proto/ is not what `make proto` generates.
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(call protoc_gen,$$tmp); \
 	stale=0; \

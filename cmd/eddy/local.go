@@ -55,7 +55,7 @@ quickest way to try Eddy; the client commands reach it at its --http-addr.`,
 				}()
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), `Eddy is running locally: one control plane node, %d workers with %d slots each.
-  REST API and dashboard: http://%s/v1/overview
+  REST API: http://%s/v1/overview
   try:  bin/eddy --address %s cluster members
         bin/eddy --address %s workers
 Press Ctrl-C to stop.

@@ -8,7 +8,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: controlplane.proto
+// source: eddypb/controlplane.proto
 
 package eddypb
 
@@ -82,11 +82,11 @@ func (x JobStatus) String() string {
 }
 
 func (JobStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_controlplane_proto_enumTypes[0].Descriptor()
+	return file_eddypb_controlplane_proto_enumTypes[0].Descriptor()
 }
 
 func (JobStatus) Type() protoreflect.EnumType {
-	return &file_controlplane_proto_enumTypes[0]
+	return &file_eddypb_controlplane_proto_enumTypes[0]
 }
 
 func (x JobStatus) Number() protoreflect.EnumNumber {
@@ -95,7 +95,7 @@ func (x JobStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobStatus.Descriptor instead.
 func (JobStatus) EnumDescriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{0}
 }
 
 type WorkerStatus int32
@@ -131,11 +131,11 @@ func (x WorkerStatus) String() string {
 }
 
 func (WorkerStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_controlplane_proto_enumTypes[1].Descriptor()
+	return file_eddypb_controlplane_proto_enumTypes[1].Descriptor()
 }
 
 func (WorkerStatus) Type() protoreflect.EnumType {
-	return &file_controlplane_proto_enumTypes[1]
+	return &file_eddypb_controlplane_proto_enumTypes[1]
 }
 
 func (x WorkerStatus) Number() protoreflect.EnumNumber {
@@ -144,7 +144,7 @@ func (x WorkerStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerStatus.Descriptor instead.
 func (WorkerStatus) EnumDescriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{1}
 }
 
 // ArtifactRef names a job binary in the artifact store by content.
@@ -159,7 +159,7 @@ type ArtifactRef struct {
 
 func (x *ArtifactRef) Reset() {
 	*x = ArtifactRef{}
-	mi := &file_controlplane_proto_msgTypes[0]
+	mi := &file_eddypb_controlplane_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +171,7 @@ func (x *ArtifactRef) String() string {
 func (*ArtifactRef) ProtoMessage() {}
 
 func (x *ArtifactRef) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[0]
+	mi := &file_eddypb_controlplane_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +184,7 @@ func (x *ArtifactRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactRef.ProtoReflect.Descriptor instead.
 func (*ArtifactRef) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{0}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ArtifactRef) GetSha256() string {
@@ -225,7 +225,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_controlplane_proto_msgTypes[1]
+	mi := &file_eddypb_controlplane_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +237,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[1]
+	mi := &file_eddypb_controlplane_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +250,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{1}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *JobSpec) GetJobId() string {
@@ -324,7 +324,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_controlplane_proto_msgTypes[2]
+	mi := &file_eddypb_controlplane_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +336,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[2]
+	mi := &file_eddypb_controlplane_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +349,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Job) GetSpec() *JobSpec {
@@ -418,7 +418,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_controlplane_proto_msgTypes[3]
+	mi := &file_eddypb_controlplane_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +430,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[3]
+	mi := &file_eddypb_controlplane_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +443,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{3}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Worker) GetId() string {
@@ -523,7 +523,7 @@ type SlotAssignment struct {
 
 func (x *SlotAssignment) Reset() {
 	*x = SlotAssignment{}
-	mi := &file_controlplane_proto_msgTypes[4]
+	mi := &file_eddypb_controlplane_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +535,7 @@ func (x *SlotAssignment) String() string {
 func (*SlotAssignment) ProtoMessage() {}
 
 func (x *SlotAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[4]
+	mi := &file_eddypb_controlplane_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +548,7 @@ func (x *SlotAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotAssignment.ProtoReflect.Descriptor instead.
 func (*SlotAssignment) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{4}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SlotAssignment) GetJobId() string {
@@ -599,7 +599,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_controlplane_proto_msgTypes[5]
+	mi := &file_eddypb_controlplane_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +611,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[5]
+	mi := &file_eddypb_controlplane_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +624,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{5}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Member) GetId() string {
@@ -671,7 +671,7 @@ type CheckpointRecord struct {
 
 func (x *CheckpointRecord) Reset() {
 	*x = CheckpointRecord{}
-	mi := &file_controlplane_proto_msgTypes[6]
+	mi := &file_eddypb_controlplane_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +683,7 @@ func (x *CheckpointRecord) String() string {
 func (*CheckpointRecord) ProtoMessage() {}
 
 func (x *CheckpointRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[6]
+	mi := &file_eddypb_controlplane_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +696,7 @@ func (x *CheckpointRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRecord.ProtoReflect.Descriptor instead.
 func (*CheckpointRecord) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{6}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckpointRecord) GetJobId() string {
@@ -758,7 +758,7 @@ type InitClusterCommand struct {
 
 func (x *InitClusterCommand) Reset() {
 	*x = InitClusterCommand{}
-	mi := &file_controlplane_proto_msgTypes[7]
+	mi := &file_eddypb_controlplane_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +770,7 @@ func (x *InitClusterCommand) String() string {
 func (*InitClusterCommand) ProtoMessage() {}
 
 func (x *InitClusterCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[7]
+	mi := &file_eddypb_controlplane_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +783,7 @@ func (x *InitClusterCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitClusterCommand.ProtoReflect.Descriptor instead.
 func (*InitClusterCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InitClusterCommand) GetClusterId() string {
@@ -809,7 +809,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_controlplane_proto_msgTypes[8]
+	mi := &file_eddypb_controlplane_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +821,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[8]
+	mi := &file_eddypb_controlplane_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +834,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -853,7 +853,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_controlplane_proto_msgTypes[9]
+	mi := &file_eddypb_controlplane_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +865,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[9]
+	mi := &file_eddypb_controlplane_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +878,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveMemberCommand) GetNodeId() string {
@@ -898,7 +898,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_controlplane_proto_msgTypes[10]
+	mi := &file_eddypb_controlplane_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +910,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[10]
+	mi := &file_eddypb_controlplane_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +923,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitJobCommand) GetSpec() *JobSpec {
@@ -955,7 +955,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_controlplane_proto_msgTypes[11]
+	mi := &file_eddypb_controlplane_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +967,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[11]
+	mi := &file_eddypb_controlplane_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +980,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateJobStatusCommand) GetJobId() string {
@@ -1028,7 +1028,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_controlplane_proto_msgTypes[12]
+	mi := &file_eddypb_controlplane_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1040,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[12]
+	mi := &file_eddypb_controlplane_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1053,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -1082,7 +1082,7 @@ type UpdateWorkerStatusCommand struct {
 
 func (x *UpdateWorkerStatusCommand) Reset() {
 	*x = UpdateWorkerStatusCommand{}
-	mi := &file_controlplane_proto_msgTypes[13]
+	mi := &file_eddypb_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1094,7 @@ func (x *UpdateWorkerStatusCommand) String() string {
 func (*UpdateWorkerStatusCommand) ProtoMessage() {}
 
 func (x *UpdateWorkerStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[13]
+	mi := &file_eddypb_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1107,7 @@ func (x *UpdateWorkerStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkerStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateWorkerStatusCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateWorkerStatusCommand) GetWorkerId() string {
@@ -1149,7 +1149,7 @@ type AssignSlotsCommand struct {
 
 func (x *AssignSlotsCommand) Reset() {
 	*x = AssignSlotsCommand{}
-	mi := &file_controlplane_proto_msgTypes[14]
+	mi := &file_eddypb_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1161,7 @@ func (x *AssignSlotsCommand) String() string {
 func (*AssignSlotsCommand) ProtoMessage() {}
 
 func (x *AssignSlotsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[14]
+	mi := &file_eddypb_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1174,7 @@ func (x *AssignSlotsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSlotsCommand.ProtoReflect.Descriptor instead.
 func (*AssignSlotsCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AssignSlotsCommand) GetJobId() string {
@@ -1208,7 +1208,7 @@ type ReleaseSlotsCommand struct {
 
 func (x *ReleaseSlotsCommand) Reset() {
 	*x = ReleaseSlotsCommand{}
-	mi := &file_controlplane_proto_msgTypes[15]
+	mi := &file_eddypb_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1220,7 @@ func (x *ReleaseSlotsCommand) String() string {
 func (*ReleaseSlotsCommand) ProtoMessage() {}
 
 func (x *ReleaseSlotsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[15]
+	mi := &file_eddypb_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1233,7 @@ func (x *ReleaseSlotsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSlotsCommand.ProtoReflect.Descriptor instead.
 func (*ReleaseSlotsCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReleaseSlotsCommand) GetJobId() string {
@@ -1260,7 +1260,7 @@ type CompleteCheckpointCommand struct {
 
 func (x *CompleteCheckpointCommand) Reset() {
 	*x = CompleteCheckpointCommand{}
-	mi := &file_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1272,7 @@ func (x *CompleteCheckpointCommand) String() string {
 func (*CompleteCheckpointCommand) ProtoMessage() {}
 
 func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1285,7 @@ func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCheckpointCommand.ProtoReflect.Descriptor instead.
 func (*CompleteCheckpointCommand) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompleteCheckpointCommand) GetCheckpoint() *CheckpointRecord {
@@ -1315,7 +1315,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1327,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1340,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -1388,7 +1388,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1400,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1413,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -1439,7 +1439,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1451,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1464,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LeaveRequest) GetNodeId() string {
@@ -1482,7 +1482,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1494,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1507,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 type ClusterRequest struct {
@@ -1518,7 +1518,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1530,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1543,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 type ClusterResponse struct {
@@ -1558,7 +1558,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1570,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1583,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterResponse) GetClusterId() string {
@@ -1625,7 +1625,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1637,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1650,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClusterMember) GetMember() *Member {
@@ -1683,7 +1683,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1695,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1708,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1727,7 +1727,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1739,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1752,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1771,7 +1771,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1783,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1796,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1815,7 +1815,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1827,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1840,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1859,7 +1859,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1871,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1884,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1905,7 +1905,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +1917,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +1930,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1962,7 +1962,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +1974,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +1987,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 type ListJobsResponse struct {
@@ -1999,7 +1999,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2011,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2024,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{31}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2046,7 +2046,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2058,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2071,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{32}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2112,7 +2112,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2124,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2137,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{33}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
@@ -2164,7 +2164,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2176,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2189,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{34}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -2217,7 +2217,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2229,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2242,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{35}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2260,7 +2260,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2272,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2285,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{36}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 type ListWorkersResponse struct {
@@ -2298,7 +2298,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2310,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2323,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{37}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2348,7 +2348,7 @@ type OverviewRequest struct {
 
 func (x *OverviewRequest) Reset() {
 	*x = OverviewRequest{}
-	mi := &file_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2360,7 @@ func (x *OverviewRequest) String() string {
 func (*OverviewRequest) ProtoMessage() {}
 
 func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2373,7 @@ func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewRequest.ProtoReflect.Descriptor instead.
 func (*OverviewRequest) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{38}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{38}
 }
 
 type OverviewResponse struct {
@@ -2394,7 +2394,7 @@ type OverviewResponse struct {
 
 func (x *OverviewResponse) Reset() {
 	*x = OverviewResponse{}
-	mi := &file_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2406,7 @@ func (x *OverviewResponse) String() string {
 func (*OverviewResponse) ProtoMessage() {}
 
 func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2419,7 @@ func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewResponse.ProtoReflect.Descriptor instead.
 func (*OverviewResponse) Descriptor() ([]byte, []int) {
-	return file_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OverviewResponse) GetWorkers() uint32 {
@@ -2492,11 +2492,11 @@ func (x *OverviewResponse) GetNodeId() string {
 	return ""
 }
 
-var File_controlplane_proto protoreflect.FileDescriptor
+var File_eddypb_controlplane_proto protoreflect.FileDescriptor
 
-const file_controlplane_proto_rawDesc = "" +
+const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\n" +
-	"\x12controlplane.proto\x12\aeddy.v1\"K\n" +
+	"\x19eddypb/controlplane.proto\x12\aeddy.v1\"K\n" +
 	"\vArtifactRef\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -2698,20 +2698,20 @@ const file_controlplane_proto_rawDesc = "" +
 	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
 
 var (
-	file_controlplane_proto_rawDescOnce sync.Once
-	file_controlplane_proto_rawDescData []byte
+	file_eddypb_controlplane_proto_rawDescOnce sync.Once
+	file_eddypb_controlplane_proto_rawDescData []byte
 )
 
-func file_controlplane_proto_rawDescGZIP() []byte {
-	file_controlplane_proto_rawDescOnce.Do(func() {
-		file_controlplane_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_controlplane_proto_rawDesc), len(file_controlplane_proto_rawDesc)))
+func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
+	file_eddypb_controlplane_proto_rawDescOnce.Do(func() {
+		file_eddypb_controlplane_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)))
 	})
-	return file_controlplane_proto_rawDescData
+	return file_eddypb_controlplane_proto_rawDescData
 }
 
-var file_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
-var file_controlplane_proto_goTypes = []any{
+var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                    // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                 // 1: eddy.v1.WorkerStatus
 	(*ArtifactRef)(nil),               // 2: eddy.v1.ArtifactRef
@@ -2756,7 +2756,7 @@ var file_controlplane_proto_goTypes = []any{
 	(*OverviewResponse)(nil),          // 41: eddy.v1.OverviewResponse
 	nil,                               // 42: eddy.v1.JobSpec.ConfigEntry
 }
-var file_controlplane_proto_depIdxs = []int32{
+var file_eddypb_controlplane_proto_depIdxs = []int32{
 	2,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
 	42, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
 	3,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
@@ -2810,27 +2810,27 @@ var file_controlplane_proto_depIdxs = []int32{
 	0,  // [0:24] is the sub-list for field type_name
 }
 
-func init() { file_controlplane_proto_init() }
-func file_controlplane_proto_init() {
-	if File_controlplane_proto != nil {
+func init() { file_eddypb_controlplane_proto_init() }
+func file_eddypb_controlplane_proto_init() {
+	if File_eddypb_controlplane_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_controlplane_proto_rawDesc), len(file_controlplane_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
 			NumEnums:      2,
 			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_controlplane_proto_goTypes,
-		DependencyIndexes: file_controlplane_proto_depIdxs,
-		EnumInfos:         file_controlplane_proto_enumTypes,
-		MessageInfos:      file_controlplane_proto_msgTypes,
+		GoTypes:           file_eddypb_controlplane_proto_goTypes,
+		DependencyIndexes: file_eddypb_controlplane_proto_depIdxs,
+		EnumInfos:         file_eddypb_controlplane_proto_enumTypes,
+		MessageInfos:      file_eddypb_controlplane_proto_msgTypes,
 	}.Build()
-	File_controlplane_proto = out.File
-	file_controlplane_proto_goTypes = nil
-	file_controlplane_proto_depIdxs = nil
+	File_eddypb_controlplane_proto = out.File
+	file_eddypb_controlplane_proto_goTypes = nil
+	file_eddypb_controlplane_proto_depIdxs = nil
 }

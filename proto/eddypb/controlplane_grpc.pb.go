@@ -8,7 +8,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.2
 // - protoc             v3.21.12
-// source: controlplane.proto
+// source: eddypb/controlplane.proto
 
 package eddypb
 
@@ -509,5 +509,5 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "controlplane.proto",
+	Metadata: "eddypb/controlplane.proto",
 }
