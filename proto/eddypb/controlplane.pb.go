@@ -147,6 +147,64 @@ func (WorkerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{1}
 }
 
+type TaskState int32
+
+const (
+	TaskState_TASK_STATE_UNSPECIFIED TaskState = 0
+	TaskState_TASK_STATE_DEPLOYING   TaskState = 1
+	TaskState_TASK_STATE_RUNNING     TaskState = 2
+	TaskState_TASK_STATE_FINISHED    TaskState = 3
+	TaskState_TASK_STATE_CANCELED    TaskState = 4
+	TaskState_TASK_STATE_FAILED      TaskState = 5
+)
+
+// Enum value maps for TaskState.
+var (
+	TaskState_name = map[int32]string{
+		0: "TASK_STATE_UNSPECIFIED",
+		1: "TASK_STATE_DEPLOYING",
+		2: "TASK_STATE_RUNNING",
+		3: "TASK_STATE_FINISHED",
+		4: "TASK_STATE_CANCELED",
+		5: "TASK_STATE_FAILED",
+	}
+	TaskState_value = map[string]int32{
+		"TASK_STATE_UNSPECIFIED": 0,
+		"TASK_STATE_DEPLOYING":   1,
+		"TASK_STATE_RUNNING":     2,
+		"TASK_STATE_FINISHED":    3,
+		"TASK_STATE_CANCELED":    4,
+		"TASK_STATE_FAILED":      5,
+	}
+)
+
+func (x TaskState) Enum() *TaskState {
+	p := new(TaskState)
+	*p = x
+	return p
+}
+
+func (x TaskState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskState) Descriptor() protoreflect.EnumDescriptor {
+	return file_eddypb_controlplane_proto_enumTypes[2].Descriptor()
+}
+
+func (TaskState) Type() protoreflect.EnumType {
+	return &file_eddypb_controlplane_proto_enumTypes[2]
+}
+
+func (x TaskState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskState.Descriptor instead.
+func (TaskState) EnumDescriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
 // ArtifactRef names a job binary in the artifact store by content.
 type ArtifactRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2155,9 +2213,12 @@ func (x *RegisterWorkerResponse) GetHeartbeatTimeoutMs() int64 {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId   string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// tasks are the tasks the worker runs, so that a new leader can
+	// reconcile with what is really running.
+	Tasks         []*TaskStatus `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2204,6 +2265,13 @@ func (x *HeartbeatRequest) GetInstanceId() string {
 		return x.InstanceId
 	}
 	return ""
+}
+
+func (x *HeartbeatRequest) GetTasks() []*TaskStatus {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
 }
 
 type HeartbeatResponse struct {
@@ -2492,6 +2560,652 @@ func (x *OverviewResponse) GetNodeId() string {
 	return ""
 }
 
+// TaskStatus is the state of one task (one parallel subtask of one chain)
+// of one attempt of a job.
+type TaskStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Chain         uint32                 `protobuf:"varint,3,opt,name=chain,proto3" json:"chain,omitempty"`
+	Subtask       uint32                 `protobuf:"varint,4,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	State         TaskState              `protobuf:"varint,5,opt,name=state,proto3,enum=eddy.v1.TaskState" json:"state,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	AtMs          int64                  `protobuf:"varint,7,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatus) Reset() {
+	*x = TaskStatus{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatus) ProtoMessage() {}
+
+func (x *TaskStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
+func (*TaskStatus) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TaskStatus) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskStatus) GetChain() uint32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+func (x *TaskStatus) GetSubtask() uint32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *TaskStatus) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *TaskStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TaskStatus) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+type ReportTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Tasks         []*TaskStatus          `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTasksRequest) Reset() {
+	*x = ReportTasksRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTasksRequest) ProtoMessage() {}
+
+func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
+func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ReportTasksRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ReportTasksRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ReportTasksRequest) GetTasks() []*TaskStatus {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+type ReportTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTasksResponse) Reset() {
+	*x = ReportTasksResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTasksResponse) ProtoMessage() {}
+
+func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
+func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
+}
+
+type TaskRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	Subtask       uint32                 `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskRef) Reset() {
+	*x = TaskRef{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskRef) ProtoMessage() {}
+
+func (x *TaskRef) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
+func (*TaskRef) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TaskRef) GetChain() uint32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+func (x *TaskRef) GetSubtask() uint32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+type TaskPlacement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         uint32                 `protobuf:"varint,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	Subtask       uint32                 `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	DataAddr      string                 `protobuf:"bytes,3,opt,name=data_addr,json=dataAddr,proto3" json:"data_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskPlacement) Reset() {
+	*x = TaskPlacement{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskPlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskPlacement) ProtoMessage() {}
+
+func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskPlacement.ProtoReflect.Descriptor instead.
+func (*TaskPlacement) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *TaskPlacement) GetChain() uint32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+func (x *TaskPlacement) GetSubtask() uint32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *TaskPlacement) GetDataAddr() string {
+	if x != nil {
+		return x.DataAddr
+	}
+	return ""
+}
+
+type PrepareJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Artifact      *ArtifactRef           `protobuf:"bytes,3,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Config        map[string]string      `protobuf:"bytes,5,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareJobRequest) Reset() {
+	*x = PrepareJobRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareJobRequest) ProtoMessage() {}
+
+func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareJobRequest.ProtoReflect.Descriptor instead.
+func (*PrepareJobRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PrepareJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *PrepareJobRequest) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *PrepareJobRequest) GetArtifact() *ArtifactRef {
+	if x != nil {
+		return x.Artifact
+	}
+	return nil
+}
+
+func (x *PrepareJobRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *PrepareJobRequest) GetConfig() map[string]string {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type PrepareJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DataAddr      string                 `protobuf:"bytes,1,opt,name=data_addr,json=dataAddr,proto3" json:"data_addr,omitempty"` // where the job's plugin on this worker takes data
+	SdkVersion    string                 `protobuf:"bytes,2,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareJobResponse) Reset() {
+	*x = PrepareJobResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareJobResponse) ProtoMessage() {}
+
+func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareJobResponse.ProtoReflect.Descriptor instead.
+func (*PrepareJobResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PrepareJobResponse) GetDataAddr() string {
+	if x != nil {
+		return x.DataAddr
+	}
+	return ""
+}
+
+func (x *PrepareJobResponse) GetSdkVersion() string {
+	if x != nil {
+		return x.SdkVersion
+	}
+	return ""
+}
+
+type DeployTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Parallelism   uint32                 `protobuf:"varint,3,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	Tasks         []*TaskRef             `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`         // the tasks this worker runs
+	Placement     []*TaskPlacement       `protobuf:"bytes,5,rep,name=placement,proto3" json:"placement,omitempty"` // where every task of the job runs
+	Args          []string               `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
+	Config        map[string]string      `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployTasksRequest) Reset() {
+	*x = DeployTasksRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployTasksRequest) ProtoMessage() {}
+
+func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployTasksRequest.ProtoReflect.Descriptor instead.
+func (*DeployTasksRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DeployTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DeployTasksRequest) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *DeployTasksRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *DeployTasksRequest) GetTasks() []*TaskRef {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *DeployTasksRequest) GetPlacement() []*TaskPlacement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *DeployTasksRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *DeployTasksRequest) GetConfig() map[string]string {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type DeployTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployTasksResponse) Reset() {
+	*x = DeployTasksResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployTasksResponse) ProtoMessage() {}
+
+func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployTasksResponse.ProtoReflect.Descriptor instead.
+func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
+}
+
+type CancelTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksRequest) Reset() {
+	*x = CancelTasksRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksRequest) ProtoMessage() {}
+
+func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
+func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CancelTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelTasksRequest) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+type CancelTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksResponse) Reset() {
+	*x = CancelTasksResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksResponse) ProtoMessage() {}
+
+func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
+func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
+}
+
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
 
 const file_eddypb_controlplane_proto_rawDesc = "" +
@@ -2641,11 +3355,12 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"instanceId\"~\n" +
 	"\x16RegisterWorkerResponse\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x02 \x01(\x03R\x12heartbeatTimeoutMs\"P\n" +
+	"\x14heartbeat_timeout_ms\x18\x02 \x01(\x03R\x12heartbeatTimeoutMs\"{\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
-	"instanceId\"3\n" +
+	"instanceId\x12)\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"3\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -2668,7 +3383,58 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\fjobs_pending\x18\b \x01(\rR\vjobsPending\x12\x1b\n" +
 	"\tleader_id\x18\t \x01(\tR\bleaderId\x12\x17\n" +
 	"\anode_id\x18\n" +
-	" \x01(\tR\x06nodeId*\x88\x02\n" +
+	" \x01(\tR\x06nodeId\"\xc2\x01\n" +
+	"\n" +
+	"TaskStatus\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x14\n" +
+	"\x05chain\x18\x03 \x01(\rR\x05chain\x12\x18\n" +
+	"\asubtask\x18\x04 \x01(\rR\asubtask\x12(\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x12.eddy.v1.TaskStateR\x05state\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x13\n" +
+	"\x05at_ms\x18\a \x01(\x03R\x04atMs\"}\n" +
+	"\x12ReportTasksRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12)\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\x15\n" +
+	"\x13ReportTasksResponse\"9\n" +
+	"\aTaskRef\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\rR\asubtask\"\\\n" +
+	"\rTaskPlacement\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\rR\asubtask\x12\x1b\n" +
+	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\"\x85\x02\n" +
+	"\x11PrepareJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x120\n" +
+	"\bartifact\x18\x03 \x01(\v2\x14.eddy.v1.ArtifactRefR\bartifact\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\tR\x04args\x12>\n" +
+	"\x06config\x18\x05 \x03(\v2&.eddy.v1.PrepareJobRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
+	"\x12PrepareJobResponse\x12\x1b\n" +
+	"\tdata_addr\x18\x01 \x01(\tR\bdataAddr\x12\x1f\n" +
+	"\vsdk_version\x18\x02 \x01(\tR\n" +
+	"sdkVersion\"\xd5\x02\n" +
+	"\x12DeployTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12 \n" +
+	"\vparallelism\x18\x03 \x01(\rR\vparallelism\x12&\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x10.eddy.v1.TaskRefR\x05tasks\x124\n" +
+	"\tplacement\x18\x05 \x03(\v2\x16.eddy.v1.TaskPlacementR\tplacement\x12\x12\n" +
+	"\x04args\x18\x06 \x03(\tR\x04args\x12?\n" +
+	"\x06config\x18\a \x03(\v2'.eddy.v1.DeployTasksRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x15\n" +
+	"\x13DeployTasksResponse\"E\n" +
+	"\x12CancelTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\"\x15\n" +
+	"\x13CancelTasksResponse*\x88\x02\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_CREATED\x10\x01\x12\x18\n" +
@@ -2683,7 +3449,19 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\fWorkerStatus\x12\x1d\n" +
 	"\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13WORKER_STATUS_ALIVE\x10\x01\x12\x16\n" +
-	"\x12WORKER_STATUS_LOST\x10\x022\xdf\x05\n" +
+	"\x12WORKER_STATUS_LOST\x10\x02*\xa2\x01\n" +
+	"\tTaskState\x12\x1a\n" +
+	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TASK_STATE_DEPLOYING\x10\x01\x12\x16\n" +
+	"\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n" +
+	"\x13TASK_STATE_FINISHED\x10\x03\x12\x17\n" +
+	"\x13TASK_STATE_CANCELED\x10\x04\x12\x15\n" +
+	"\x11TASK_STATE_FAILED\x10\x052\xea\x01\n" +
+	"\rWorkerService\x12E\n" +
+	"\n" +
+	"PrepareJob\x12\x1a.eddy.v1.PrepareJobRequest\x1a\x1b.eddy.v1.PrepareJobResponse\x12H\n" +
+	"\vDeployTasks\x12\x1b.eddy.v1.DeployTasksRequest\x1a\x1c.eddy.v1.DeployTasksResponse\x12H\n" +
+	"\vCancelTasks\x12\x1b.eddy.v1.CancelTasksRequest\x1a\x1c.eddy.v1.CancelTasksResponse2\xa9\x06\n" +
 	"\fControlPlane\x123\n" +
 	"\x04Join\x12\x14.eddy.v1.JoinRequest\x1a\x15.eddy.v1.JoinResponse\x126\n" +
 	"\x05Leave\x12\x15.eddy.v1.LeaveRequest\x1a\x16.eddy.v1.LeaveResponse\x12<\n" +
@@ -2695,7 +3473,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\bListJobs\x12\x18.eddy.v1.ListJobsRequest\x1a\x19.eddy.v1.ListJobsResponse\x12Q\n" +
 	"\x0eRegisterWorker\x12\x1e.eddy.v1.RegisterWorkerRequest\x1a\x1f.eddy.v1.RegisterWorkerResponse\x12B\n" +
 	"\tHeartbeat\x12\x19.eddy.v1.HeartbeatRequest\x1a\x1a.eddy.v1.HeartbeatResponse\x12H\n" +
-	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
+	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponse\x12H\n" +
+	"\vReportTasks\x12\x1b.eddy.v1.ReportTasksRequest\x1a\x1c.eddy.v1.ReportTasksResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
 
 var (
 	file_eddypb_controlplane_proto_rawDescOnce sync.Once
@@ -2709,105 +3488,135 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 	return file_eddypb_controlplane_proto_rawDescData
 }
 
-var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                    // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                 // 1: eddy.v1.WorkerStatus
-	(*ArtifactRef)(nil),               // 2: eddy.v1.ArtifactRef
-	(*JobSpec)(nil),                   // 3: eddy.v1.JobSpec
-	(*Job)(nil),                       // 4: eddy.v1.Job
-	(*Worker)(nil),                    // 5: eddy.v1.Worker
-	(*SlotAssignment)(nil),            // 6: eddy.v1.SlotAssignment
-	(*Member)(nil),                    // 7: eddy.v1.Member
-	(*CheckpointRecord)(nil),          // 8: eddy.v1.CheckpointRecord
-	(*InitClusterCommand)(nil),        // 9: eddy.v1.InitClusterCommand
-	(*UpsertMemberCommand)(nil),       // 10: eddy.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),       // 11: eddy.v1.RemoveMemberCommand
-	(*SubmitJobCommand)(nil),          // 12: eddy.v1.SubmitJobCommand
-	(*UpdateJobStatusCommand)(nil),    // 13: eddy.v1.UpdateJobStatusCommand
-	(*RegisterWorkerCommand)(nil),     // 14: eddy.v1.RegisterWorkerCommand
-	(*UpdateWorkerStatusCommand)(nil), // 15: eddy.v1.UpdateWorkerStatusCommand
-	(*AssignSlotsCommand)(nil),        // 16: eddy.v1.AssignSlotsCommand
-	(*ReleaseSlotsCommand)(nil),       // 17: eddy.v1.ReleaseSlotsCommand
-	(*CompleteCheckpointCommand)(nil), // 18: eddy.v1.CompleteCheckpointCommand
-	(*JoinRequest)(nil),               // 19: eddy.v1.JoinRequest
-	(*JoinResponse)(nil),              // 20: eddy.v1.JoinResponse
-	(*LeaveRequest)(nil),              // 21: eddy.v1.LeaveRequest
-	(*LeaveResponse)(nil),             // 22: eddy.v1.LeaveResponse
-	(*ClusterRequest)(nil),            // 23: eddy.v1.ClusterRequest
-	(*ClusterResponse)(nil),           // 24: eddy.v1.ClusterResponse
-	(*ClusterMember)(nil),             // 25: eddy.v1.ClusterMember
-	(*SubmitJobRequest)(nil),          // 26: eddy.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 27: eddy.v1.SubmitJobResponse
-	(*CancelJobRequest)(nil),          // 28: eddy.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 29: eddy.v1.CancelJobResponse
-	(*GetJobRequest)(nil),             // 30: eddy.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 31: eddy.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 32: eddy.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 33: eddy.v1.ListJobsResponse
-	(*RegisterWorkerRequest)(nil),     // 34: eddy.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),    // 35: eddy.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),          // 36: eddy.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),         // 37: eddy.v1.HeartbeatResponse
-	(*ListWorkersRequest)(nil),        // 38: eddy.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),       // 39: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),           // 40: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),          // 41: eddy.v1.OverviewResponse
-	nil,                               // 42: eddy.v1.JobSpec.ConfigEntry
+	(TaskState)(0),                    // 2: eddy.v1.TaskState
+	(*ArtifactRef)(nil),               // 3: eddy.v1.ArtifactRef
+	(*JobSpec)(nil),                   // 4: eddy.v1.JobSpec
+	(*Job)(nil),                       // 5: eddy.v1.Job
+	(*Worker)(nil),                    // 6: eddy.v1.Worker
+	(*SlotAssignment)(nil),            // 7: eddy.v1.SlotAssignment
+	(*Member)(nil),                    // 8: eddy.v1.Member
+	(*CheckpointRecord)(nil),          // 9: eddy.v1.CheckpointRecord
+	(*InitClusterCommand)(nil),        // 10: eddy.v1.InitClusterCommand
+	(*UpsertMemberCommand)(nil),       // 11: eddy.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),       // 12: eddy.v1.RemoveMemberCommand
+	(*SubmitJobCommand)(nil),          // 13: eddy.v1.SubmitJobCommand
+	(*UpdateJobStatusCommand)(nil),    // 14: eddy.v1.UpdateJobStatusCommand
+	(*RegisterWorkerCommand)(nil),     // 15: eddy.v1.RegisterWorkerCommand
+	(*UpdateWorkerStatusCommand)(nil), // 16: eddy.v1.UpdateWorkerStatusCommand
+	(*AssignSlotsCommand)(nil),        // 17: eddy.v1.AssignSlotsCommand
+	(*ReleaseSlotsCommand)(nil),       // 18: eddy.v1.ReleaseSlotsCommand
+	(*CompleteCheckpointCommand)(nil), // 19: eddy.v1.CompleteCheckpointCommand
+	(*JoinRequest)(nil),               // 20: eddy.v1.JoinRequest
+	(*JoinResponse)(nil),              // 21: eddy.v1.JoinResponse
+	(*LeaveRequest)(nil),              // 22: eddy.v1.LeaveRequest
+	(*LeaveResponse)(nil),             // 23: eddy.v1.LeaveResponse
+	(*ClusterRequest)(nil),            // 24: eddy.v1.ClusterRequest
+	(*ClusterResponse)(nil),           // 25: eddy.v1.ClusterResponse
+	(*ClusterMember)(nil),             // 26: eddy.v1.ClusterMember
+	(*SubmitJobRequest)(nil),          // 27: eddy.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 28: eddy.v1.SubmitJobResponse
+	(*CancelJobRequest)(nil),          // 29: eddy.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 30: eddy.v1.CancelJobResponse
+	(*GetJobRequest)(nil),             // 31: eddy.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 32: eddy.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 33: eddy.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 34: eddy.v1.ListJobsResponse
+	(*RegisterWorkerRequest)(nil),     // 35: eddy.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),    // 36: eddy.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),          // 37: eddy.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),         // 38: eddy.v1.HeartbeatResponse
+	(*ListWorkersRequest)(nil),        // 39: eddy.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),       // 40: eddy.v1.ListWorkersResponse
+	(*OverviewRequest)(nil),           // 41: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),          // 42: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                // 43: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),        // 44: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),       // 45: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                   // 46: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),             // 47: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),         // 48: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),        // 49: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),        // 50: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),       // 51: eddy.v1.DeployTasksResponse
+	(*CancelTasksRequest)(nil),        // 52: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),       // 53: eddy.v1.CancelTasksResponse
+	nil,                               // 54: eddy.v1.JobSpec.ConfigEntry
+	nil,                               // 55: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                               // 56: eddy.v1.DeployTasksRequest.ConfigEntry
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
-	2,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	42, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
-	3,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
+	3,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
+	54, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	4,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
 	0,  // 3: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
 	1,  // 4: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
-	7,  // 5: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
-	3,  // 6: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
+	8,  // 5: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
+	4,  // 6: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
 	0,  // 7: eddy.v1.UpdateJobStatusCommand.status:type_name -> eddy.v1.JobStatus
 	0,  // 8: eddy.v1.UpdateJobStatusCommand.expected:type_name -> eddy.v1.JobStatus
-	5,  // 9: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
+	6,  // 9: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
 	1,  // 10: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
-	6,  // 11: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
-	8,  // 12: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
-	25, // 13: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
-	7,  // 14: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
-	3,  // 15: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
-	4,  // 16: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
-	4,  // 17: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
-	4,  // 18: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
-	6,  // 19: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	8,  // 20: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
-	4,  // 21: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
-	5,  // 22: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
-	6,  // 23: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	19, // 24: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	21, // 25: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	23, // 26: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	40, // 27: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	26, // 28: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	28, // 29: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	30, // 30: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	32, // 31: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	34, // 32: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	36, // 33: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	38, // 34: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	20, // 35: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	22, // 36: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	24, // 37: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	41, // 38: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	27, // 39: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	29, // 40: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	31, // 41: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	33, // 42: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	35, // 43: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	37, // 44: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	39, // 45: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	7,  // 11: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
+	9,  // 12: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
+	26, // 13: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
+	8,  // 14: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
+	4,  // 15: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
+	5,  // 16: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
+	5,  // 17: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
+	5,  // 18: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
+	7,  // 19: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	9,  // 20: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
+	5,  // 21: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
+	43, // 22: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
+	6,  // 23: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
+	7,  // 24: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	2,  // 25: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	43, // 26: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	3,  // 27: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	55, // 28: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	46, // 29: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	47, // 30: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	56, // 31: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	48, // 32: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	50, // 33: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	52, // 34: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	20, // 35: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	22, // 36: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	24, // 37: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	41, // 38: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	27, // 39: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	29, // 40: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	31, // 41: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	33, // 42: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	35, // 43: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	37, // 44: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	39, // 45: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	44, // 46: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	49, // 47: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	51, // 48: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	53, // 49: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	21, // 50: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	23, // 51: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	25, // 52: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	42, // 53: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	28, // 54: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	30, // 55: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	32, // 56: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	34, // 57: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	36, // 58: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	38, // 59: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	40, // 60: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	45, // 61: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	47, // [47:62] is the sub-list for method output_type
+	32, // [32:47] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -2820,10 +3629,10 @@ func file_eddypb_controlplane_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   41,
+			NumEnums:      3,
+			NumMessages:   54,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_eddypb_controlplane_proto_goTypes,
 		DependencyIndexes: file_eddypb_controlplane_proto_depIdxs,

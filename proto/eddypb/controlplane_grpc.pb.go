@@ -25,6 +25,196 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	WorkerService_PrepareJob_FullMethodName  = "/eddy.v1.WorkerService/PrepareJob"
+	WorkerService_DeployTasks_FullMethodName = "/eddy.v1.WorkerService/DeployTasks"
+	WorkerService_CancelTasks_FullMethodName = "/eddy.v1.WorkerService/CancelTasks"
+)
+
+// WorkerServiceClient is the client API for WorkerService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// WorkerService is served by every worker to the JobManager.
+type WorkerServiceClient interface {
+	// PrepareJob fetches the job's artifact, checks its hash and starts the
+	// job's plugin process on the worker (once per job attempt).
+	PrepareJob(ctx context.Context, in *PrepareJobRequest, opts ...grpc.CallOption) (*PrepareJobResponse, error)
+	// DeployTasks starts tasks in the prepared plugin.
+	DeployTasks(ctx context.Context, in *DeployTasksRequest, opts ...grpc.CallOption) (*DeployTasksResponse, error)
+	// CancelTasks stops the job's tasks and its plugin process.
+	CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error)
+}
+
+type workerServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWorkerServiceClient(cc grpc.ClientConnInterface) WorkerServiceClient {
+	return &workerServiceClient{cc}
+}
+
+func (c *workerServiceClient) PrepareJob(ctx context.Context, in *PrepareJobRequest, opts ...grpc.CallOption) (*PrepareJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareJobResponse)
+	err := c.cc.Invoke(ctx, WorkerService_PrepareJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerServiceClient) DeployTasks(ctx context.Context, in *DeployTasksRequest, opts ...grpc.CallOption) (*DeployTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeployTasksResponse)
+	err := c.cc.Invoke(ctx, WorkerService_DeployTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerServiceClient) CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelTasksResponse)
+	err := c.cc.Invoke(ctx, WorkerService_CancelTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WorkerServiceServer is the server API for WorkerService service.
+// All implementations must embed UnimplementedWorkerServiceServer
+// for forward compatibility.
+//
+// WorkerService is served by every worker to the JobManager.
+type WorkerServiceServer interface {
+	// PrepareJob fetches the job's artifact, checks its hash and starts the
+	// job's plugin process on the worker (once per job attempt).
+	PrepareJob(context.Context, *PrepareJobRequest) (*PrepareJobResponse, error)
+	// DeployTasks starts tasks in the prepared plugin.
+	DeployTasks(context.Context, *DeployTasksRequest) (*DeployTasksResponse, error)
+	// CancelTasks stops the job's tasks and its plugin process.
+	CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error)
+	mustEmbedUnimplementedWorkerServiceServer()
+}
+
+// UnimplementedWorkerServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWorkerServiceServer struct{}
+
+func (UnimplementedWorkerServiceServer) PrepareJob(context.Context, *PrepareJobRequest) (*PrepareJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareJob not implemented")
+}
+func (UnimplementedWorkerServiceServer) DeployTasks(context.Context, *DeployTasksRequest) (*DeployTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeployTasks not implemented")
+}
+func (UnimplementedWorkerServiceServer) CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelTasks not implemented")
+}
+func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
+func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeWorkerServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WorkerServiceServer will
+// result in compilation errors.
+type UnsafeWorkerServiceServer interface {
+	mustEmbedUnimplementedWorkerServiceServer()
+}
+
+func RegisterWorkerServiceServer(s grpc.ServiceRegistrar, srv WorkerServiceServer) {
+	// If the following call panics, it indicates UnimplementedWorkerServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&WorkerService_ServiceDesc, srv)
+}
+
+func _WorkerService_PrepareJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).PrepareJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_PrepareJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).PrepareJob(ctx, req.(*PrepareJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkerService_DeployTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeployTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).DeployTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_DeployTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).DeployTasks(ctx, req.(*DeployTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkerService_CancelTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).CancelTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_CancelTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).CancelTasks(ctx, req.(*CancelTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var WorkerService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "eddy.v1.WorkerService",
+	HandlerType: (*WorkerServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PrepareJob",
+			Handler:    _WorkerService_PrepareJob_Handler,
+		},
+		{
+			MethodName: "DeployTasks",
+			Handler:    _WorkerService_DeployTasks_Handler,
+		},
+		{
+			MethodName: "CancelTasks",
+			Handler:    _WorkerService_CancelTasks_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "eddypb/controlplane.proto",
+}
+
+const (
 	ControlPlane_Join_FullMethodName           = "/eddy.v1.ControlPlane/Join"
 	ControlPlane_Leave_FullMethodName          = "/eddy.v1.ControlPlane/Leave"
 	ControlPlane_Cluster_FullMethodName        = "/eddy.v1.ControlPlane/Cluster"
@@ -36,6 +226,7 @@ const (
 	ControlPlane_RegisterWorker_FullMethodName = "/eddy.v1.ControlPlane/RegisterWorker"
 	ControlPlane_Heartbeat_FullMethodName      = "/eddy.v1.ControlPlane/Heartbeat"
 	ControlPlane_ListWorkers_FullMethodName    = "/eddy.v1.ControlPlane/ListWorkers"
+	ControlPlane_ReportTasks_FullMethodName    = "/eddy.v1.ControlPlane/ReportTasks"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -56,6 +247,8 @@ type ControlPlaneClient interface {
 	RegisterWorker(ctx context.Context, in *RegisterWorkerRequest, opts ...grpc.CallOption) (*RegisterWorkerResponse, error)
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// ReportTasks carries task state changes from a worker to the JobManager.
+	ReportTasks(ctx context.Context, in *ReportTasksRequest, opts ...grpc.CallOption) (*ReportTasksResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -176,6 +369,16 @@ func (c *controlPlaneClient) ListWorkers(ctx context.Context, in *ListWorkersReq
 	return out, nil
 }
 
+func (c *controlPlaneClient) ReportTasks(ctx context.Context, in *ReportTasksRequest, opts ...grpc.CallOption) (*ReportTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportTasksResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_ReportTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -194,6 +397,8 @@ type ControlPlaneServer interface {
 	RegisterWorker(context.Context, *RegisterWorkerRequest) (*RegisterWorkerResponse, error)
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// ReportTasks carries task state changes from a worker to the JobManager.
+	ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -236,6 +441,9 @@ func (UnimplementedControlPlaneServer) Heartbeat(context.Context, *HeartbeatRequ
 }
 func (UnimplementedControlPlaneServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedControlPlaneServer) ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportTasks not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -456,6 +664,24 @@ func _ControlPlane_ListWorkers_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_ReportTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).ReportTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_ReportTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).ReportTasks(ctx, req.(*ReportTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -506,6 +732,10 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListWorkers",
 			Handler:    _ControlPlane_ListWorkers_Handler,
+		},
+		{
+			MethodName: "ReportTasks",
+			Handler:    _ControlPlane_ReportTasks_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

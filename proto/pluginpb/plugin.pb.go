@@ -653,6 +653,7 @@ func (x *Placement) GetDataAddr() string {
 type DescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Args          []string               `protobuf:"bytes,1,rep,name=args,proto3" json:"args,omitempty"`
+	Parallelism   uint32                 `protobuf:"varint,2,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // the job's default parallelism
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +693,13 @@ func (x *DescribeRequest) GetArgs() []string {
 		return x.Args
 	}
 	return nil
+}
+
+func (x *DescribeRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
 }
 
 type DescribeResponse struct {
@@ -742,6 +750,7 @@ type PrepareRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	DataHost      string                 `protobuf:"bytes,3,opt,name=data_host,json=dataHost,proto3" json:"data_host,omitempty"` // the host to accept data on, as peers reach it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,6 +797,13 @@ func (x *PrepareRequest) GetArgs() []string {
 		return x.Args
 	}
 	return nil
+}
+
+func (x *PrepareRequest) GetDataHost() string {
+	if x != nil {
+		return x.DataHost
+	}
+	return ""
 }
 
 type PrepareResponse struct {
@@ -850,6 +866,7 @@ type DeployRequest struct {
 	Tasks         []*TaskID              `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`         // the tasks this plugin runs
 	Placement     []*Placement           `protobuf:"bytes,5,rep,name=placement,proto3" json:"placement,omitempty"` // where every task of the job runs
 	Config        map[string]string      `protobuf:"bytes,6,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Parallelism   uint32                 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // the job's default parallelism
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +941,13 @@ func (x *DeployRequest) GetConfig() map[string]string {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *DeployRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
 }
 
 type DeployResponse struct {
@@ -1157,6 +1181,7 @@ type Channel struct {
 	ToChain       uint32                 `protobuf:"varint,5,opt,name=to_chain,json=toChain,proto3" json:"to_chain,omitempty"`
 	ToSubtask     uint32                 `protobuf:"varint,6,opt,name=to_subtask,json=toSubtask,proto3" json:"to_subtask,omitempty"`
 	ToVertex      uint32                 `protobuf:"varint,7,opt,name=to_vertex,json=toVertex,proto3" json:"to_vertex,omitempty"`
+	ToInput       uint32                 `protobuf:"varint,8,opt,name=to_input,json=toInput,proto3" json:"to_input,omitempty"` // which input of the consuming vertex
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1236,6 +1261,13 @@ func (x *Channel) GetToSubtask() uint32 {
 func (x *Channel) GetToVertex() uint32 {
 	if x != nil {
 		return x.ToVertex
+	}
+	return 0
+}
+
+func (x *Channel) GetToInput() uint32 {
+	if x != nil {
+		return x.ToInput
 	}
 	return 0
 }
@@ -1498,25 +1530,28 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\tPlacement\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\rR\asubtask\x12\x1b\n" +
-	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\"%\n" +
+	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\"G\n" +
 	"\x0fDescribeRequest\x12\x12\n" +
-	"\x04args\x18\x01 \x03(\tR\x04args\"B\n" +
+	"\x04args\x18\x01 \x03(\tR\x04args\x12 \n" +
+	"\vparallelism\x18\x02 \x01(\rR\vparallelism\"B\n" +
 	"\x10DescribeResponse\x12.\n" +
-	"\x05graph\x18\x01 \x01(\v2\x18.eddy.plugin.v1.JobGraphR\x05graph\";\n" +
+	"\x05graph\x18\x01 \x01(\v2\x18.eddy.plugin.v1.JobGraphR\x05graph\"X\n" +
 	"\x0ePrepareRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"O\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1b\n" +
+	"\tdata_host\x18\x03 \x01(\tR\bdataHost\"O\n" +
 	"\x0fPrepareResponse\x12\x1b\n" +
 	"\tdata_addr\x18\x01 \x01(\tR\bdataAddr\x12\x1f\n" +
 	"\vsdk_version\x18\x02 \x01(\tR\n" +
-	"sdkVersion\"\xb9\x02\n" +
+	"sdkVersion\"\xdb\x02\n" +
 	"\rDeployRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x12,\n" +
 	"\x05tasks\x18\x04 \x03(\v2\x16.eddy.plugin.v1.TaskIDR\x05tasks\x127\n" +
 	"\tplacement\x18\x05 \x03(\v2\x19.eddy.plugin.v1.PlacementR\tplacement\x12A\n" +
-	"\x06config\x18\x06 \x03(\v2).eddy.plugin.v1.DeployRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\x06 \x03(\v2).eddy.plugin.v1.DeployRequest.ConfigEntryR\x06config\x12 \n" +
+	"\vparallelism\x18\a \x01(\rR\vparallelism\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x10\n" +
@@ -1529,7 +1564,7 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04task\x18\x01 \x01(\v2\x16.eddy.plugin.v1.TaskIDR\x04task\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.eddy.plugin.v1.TaskStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x13\n" +
-	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"\xd3\x01\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"\xee\x01\n" +
 	"\aChannel\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x1d\n" +
@@ -1539,7 +1574,8 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\bto_chain\x18\x05 \x01(\rR\atoChain\x12\x1d\n" +
 	"\n" +
 	"to_subtask\x18\x06 \x01(\rR\ttoSubtask\x12\x1b\n" +
-	"\tto_vertex\x18\a \x01(\rR\btoVertex\"\x91\x01\n" +
+	"\tto_vertex\x18\a \x01(\rR\btoVertex\x12\x19\n" +
+	"\bto_input\x18\b \x01(\rR\atoInput\"\x91\x01\n" +
 	"\x05Frame\x12+\n" +
 	"\x04open\x18\x01 \x01(\v2\x17.eddy.plugin.v1.ChannelR\x04open\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\fR\arecords\x12\x14\n" +
