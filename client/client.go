@@ -60,7 +60,12 @@ func New(addrs []string) *Client {
 		}
 		clean = append(clean, strings.TrimRight(a, "/"))
 	}
-	return &Client{addrs: clean, hc: &http.Client{Timeout: 30 * time.Second}}
+	// A node that silently drops packets must not hold the client for the
+	// whole request timeout: dialling gives up after a few seconds, and a
+	// dial error moves on to the next node.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &Client{addrs: clean, hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
 }
 
 // ParseAddresses splits a comma-separated address list (EDDY_ADDRESS).

@@ -24,6 +24,8 @@ const (
 	CmdAssignSlots        CommandType = 8  // eddypb.AssignSlotsCommand
 	CmdReleaseSlots       CommandType = 9  // eddypb.ReleaseSlotsCommand
 	CmdCompleteCheckpoint CommandType = 10 // eddypb.CompleteCheckpointCommand
+	CmdUpdateTasks        CommandType = 11 // eddypb.UpdateTasksCommand
+	CmdStartAttempt       CommandType = 12 // eddypb.StartAttemptCommand
 )
 
 func (t CommandType) String() string {
@@ -48,6 +50,10 @@ func (t CommandType) String() string {
 		return "release_slots"
 	case CmdCompleteCheckpoint:
 		return "complete_checkpoint"
+	case CmdUpdateTasks:
+		return "update_tasks"
+	case CmdStartAttempt:
+		return "start_attempt"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -85,6 +91,10 @@ func commandFor(t CommandType) proto.Message {
 		return &eddypb.ReleaseSlotsCommand{}
 	case CmdCompleteCheckpoint:
 		return &eddypb.CompleteCheckpointCommand{}
+	case CmdUpdateTasks:
+		return &eddypb.UpdateTasksCommand{}
+	case CmdStartAttempt:
+		return &eddypb.StartAttemptCommand{}
 	}
 	return nil
 }

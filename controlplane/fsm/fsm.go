@@ -103,6 +103,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = next.applyReleaseSlots(c)
 	case *eddypb.CompleteCheckpointCommand:
 		err = next.applyCompleteCheckpoint(c)
+	case *eddypb.UpdateTasksCommand:
+		err = next.applyUpdateTasks(c)
+	case *eddypb.StartAttemptCommand:
+		err = next.applyStartAttempt(c, l.Index)
 	default:
 		panic(fmt.Sprintf("fsm: no apply for %s", t))
 	}
@@ -189,6 +193,63 @@ func (s *State) applyUpdateJobStatus(c *eddypb.UpdateJobStatusCommand, index uin
 		delete(s.assignments, id)
 	}
 	return nil
+}
+
+func (s *State) applyStartAttempt(c *eddypb.StartAttemptCommand, index uint64) error {
+	id := controlplane.JobID(c.JobId)
+	j, ok := s.jobs[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
+	}
+	if Terminal(j.Status) {
+		return fmt.Errorf("%w: job %s has ended as %s", ErrStatusMismatch, id, j.Status)
+	}
+	if c.Attempt <= j.Attempt {
+		return fmt.Errorf("%w: job %s is at attempt %d, not before %d", ErrStatusMismatch, id, j.Attempt, c.Attempt)
+	}
+	nj := proto.CloneOf(j)
+	nj.Attempt = c.Attempt
+	nj.Status = c.Status
+	nj.StatusReason = c.Reason
+	nj.UpdatedAtMs = c.AtMs
+	nj.ModifyIndex = index
+	s.jobs[id] = nj
+	delete(s.tasks, id)
+	return nil
+}
+
+func (s *State) applyUpdateTasks(c *eddypb.UpdateTasksCommand) error {
+	id := controlplane.JobID(c.JobId)
+	j, ok := s.jobs[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
+	}
+	if c.Attempt != j.Attempt {
+		// A report of an earlier attempt: its tasks are gone already.
+		return nil
+	}
+	list := slices.Clone(s.tasks[id])
+	for _, t := range c.Tasks {
+		if t.JobId != c.JobId || t.Attempt != c.Attempt {
+			return fmt.Errorf("%w: task of job %s attempt %d in an update of job %s attempt %d", controlplane.ErrInvalidArgument, t.JobId, t.Attempt, c.JobId, c.Attempt)
+		}
+		i, found := slices.BinarySearchFunc(list, t, compareTasks)
+		switch {
+		case !found:
+			list = slices.Insert(list, i, t)
+		case !TerminalTask(list[i].State):
+			list[i] = t
+		}
+	}
+	s.tasks[id] = list
+	return nil
+}
+
+func compareTasks(a, b *eddypb.TaskStatus) int {
+	if a.Chain != b.Chain {
+		return int(a.Chain) - int(b.Chain)
+	}
+	return int(a.Subtask) - int(b.Subtask)
 }
 
 func (s *State) applyRegisterWorker(c *eddypb.RegisterWorkerCommand, index uint64) error {

@@ -1,8 +1,10 @@
 package fsm_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -354,6 +356,8 @@ func TestCommandNumbersAreStable(t *testing.T) {
 		fsm.CmdAssignSlots:        8,
 		fsm.CmdReleaseSlots:       9,
 		fsm.CmdCompleteCheckpoint: 10,
+		fsm.CmdUpdateTasks:        11,
+		fsm.CmdStartAttempt:       12,
 	}
 	for typ, n := range want {
 		if uint8(typ) != n {
@@ -1009,7 +1013,7 @@ func TestApplyPanics(t *testing.T) {
 		{"nil command", nil, "fsm: empty command at index 42"},
 		{"empty command", []byte{}, "fsm: empty command at index 42"},
 		{"command type zero", payload(0), "fsm: unknown command type 0 at index 42"},
-		{"command type after the last", payload(fsm.CmdCompleteCheckpoint + 1), "fsm: unknown command type 11 at index 42"},
+		{"command type after the last", payload(fsm.CmdStartAttempt + 1), "fsm: unknown command type 13 at index 42"},
 		{"command type 255", payload(255, 0x0a, 0x00), "fsm: unknown command type 255 at index 42"},
 		{"truncated varint", payload(fsm.CmdSubmitJob, 0xff), "fsm: decode submit_job at index 42"},
 		{"truncated field", payload(fsm.CmdRemoveMember, 0x0a, 0x05, 'n'), "fsm: decode remove_member at index 42"},
@@ -1116,5 +1120,68 @@ func TestEndedJobStaysEnded(t *testing.T) {
 	}
 	if j, _ := f.State().Job("j"); j.Status != eddypb.JobStatus_JOB_STATUS_FINISHED {
 		t.Fatalf("finished job is now %s", j.Status)
+	}
+}
+
+func task(job string, attempt uint64, chain, subtask uint32, st eddypb.TaskState) *eddypb.TaskStatus {
+	return &eddypb.TaskStatus{JobId: job, Attempt: attempt, Chain: chain, Subtask: subtask, State: st}
+}
+
+func TestAttemptsAndTasks(t *testing.T) {
+	f := fsm.New()
+	mustApply(t, f, 1, fsm.CmdSubmitJob, &eddypb.SubmitJobCommand{Spec: &eddypb.JobSpec{JobId: "j", Name: "j"}})
+	running := eddypb.TaskState_TASK_STATE_RUNNING
+	finished := eddypb.TaskState_TASK_STATE_FINISHED
+	// Reports of an attempt that has not started are ignored.
+	mustApply(t, f, 2, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: "j", Attempt: 1, Tasks: []*eddypb.TaskStatus{task("j", 1, 0, 0, running)}})
+	if n := len(f.State().Tasks("j")); n != 0 {
+		t.Fatalf("%d tasks recorded for an attempt that has not started", n)
+	}
+	mustApply(t, f, 3, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{JobId: "j", Attempt: 1, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED})
+	mustApply(t, f, 4, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: "j", Attempt: 1, Tasks: []*eddypb.TaskStatus{
+		task("j", 1, 1, 0, running), task("j", 1, 0, 1, running), task("j", 1, 0, 0, finished),
+	}})
+	// A terminal state is final; others are replaced.
+	mustApply(t, f, 5, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: "j", Attempt: 1, Tasks: []*eddypb.TaskStatus{
+		task("j", 1, 0, 0, running), task("j", 1, 1, 0, finished),
+	}})
+	got := f.State().Tasks("j")
+	want := []*eddypb.TaskStatus{task("j", 1, 0, 0, finished), task("j", 1, 0, 1, running), task("j", 1, 1, 0, finished)}
+	if len(got) != len(want) {
+		t.Fatalf("tasks %v", got)
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("task %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	// A task of another job in the command is refused.
+	if resp := apply(t, f, 6, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: "j", Attempt: 1, Tasks: []*eddypb.TaskStatus{task("k", 1, 0, 0, running)}}); !errors.Is(resp.Err, controlplane.ErrInvalidArgument) {
+		t.Fatalf("foreign task: %v", resp.Err)
+	}
+	// A new attempt clears the table; going back is refused.
+	mustApply(t, f, 7, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{JobId: "j", Attempt: 2, Status: eddypb.JobStatus_JOB_STATUS_RESTARTING})
+	if j, _ := f.State().Job("j"); j.Attempt != 2 || j.Status != eddypb.JobStatus_JOB_STATUS_RESTARTING || len(f.State().Tasks("j")) != 0 {
+		t.Fatalf("after attempt 2: %v, %d tasks", j, len(f.State().Tasks("j")))
+	}
+	if resp := apply(t, f, 8, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{JobId: "j", Attempt: 2}); !errors.Is(resp.Err, fsm.ErrStatusMismatch) {
+		t.Fatalf("restarting attempt 2: %v", resp.Err)
+	}
+	// Snapshots carry tasks.
+	mustApply(t, f, 9, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: "j", Attempt: 2, Tasks: []*eddypb.TaskStatus{task("j", 2, 0, 0, running)}})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := fsm.New()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.buf.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if ts := g.State().Tasks("j"); len(ts) != 1 || !proto.Equal(ts[0], task("j", 2, 0, 0, running)) {
+		t.Fatalf("restored tasks %v", ts)
 	}
 }

@@ -37,6 +37,7 @@ const (
 	recWorker     recordType = 4 // eddypb.Worker
 	recAssignment recordType = 5 // eddypb.SlotAssignment
 	recCheckpoint recordType = 6 // eddypb.CheckpointRecord
+	recTask       recordType = 7 // eddypb.TaskStatus
 )
 
 type snapshot struct{ state *State }
@@ -103,6 +104,13 @@ func (s *snapshot) write(w io.Writer) error {
 	for _, j := range st.Jobs() {
 		for _, c := range st.checkpoints[controlplane.JobID(j.Spec.JobId)] {
 			if err := put(recCheckpoint, c); err != nil {
+				return err
+			}
+		}
+	}
+	for _, j := range st.Jobs() {
+		for _, t := range st.tasks[controlplane.JobID(j.Spec.JobId)] {
+			if err := put(recTask, t); err != nil {
 				return err
 			}
 		}
@@ -192,6 +200,13 @@ func (s *State) restoreRecord(t recordType, b []byte) error {
 		}
 		id := controlplane.JobID(m.JobId)
 		s.checkpoints[id] = append(slices.Clone(s.checkpoints[id]), &m)
+	case recTask:
+		var m eddypb.TaskStatus
+		if err := proto.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		id := controlplane.JobID(m.JobId)
+		s.tasks[id] = append(s.tasks[id], &m)
 	default:
 		return fmt.Errorf("unknown snapshot record type %d", t)
 	}

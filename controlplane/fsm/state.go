@@ -20,6 +20,7 @@ type State struct {
 	workers     map[controlplane.WorkerID]*eddypb.Worker
 	assignments map[controlplane.JobID][]*eddypb.SlotAssignment
 	checkpoints map[controlplane.JobID][]*eddypb.CheckpointRecord
+	tasks       map[controlplane.JobID][]*eddypb.TaskStatus
 }
 
 func newState() *State {
@@ -29,6 +30,7 @@ func newState() *State {
 		workers:     map[controlplane.WorkerID]*eddypb.Worker{},
 		assignments: map[controlplane.JobID][]*eddypb.SlotAssignment{},
 		checkpoints: map[controlplane.JobID][]*eddypb.CheckpointRecord{},
+		tasks:       map[controlplane.JobID][]*eddypb.TaskStatus{},
 	}
 }
 
@@ -42,6 +44,7 @@ func (s *State) clone() *State {
 		workers:     maps.Clone(s.workers),
 		assignments: maps.Clone(s.assignments),
 		checkpoints: maps.Clone(s.checkpoints),
+		tasks:       maps.Clone(s.tasks),
 	}
 }
 
@@ -123,6 +126,21 @@ func (s *State) FreeSlots() int {
 		}
 	}
 	return free
+}
+
+// Tasks returns the task states of a job's current attempt, by chain and
+// subtask.
+func (s *State) Tasks(id controlplane.JobID) []*eddypb.TaskStatus {
+	return s.tasks[id]
+}
+
+// TerminalTask reports whether a task in state st has ended.
+func TerminalTask(st eddypb.TaskState) bool {
+	switch st {
+	case eddypb.TaskState_TASK_STATE_FINISHED, eddypb.TaskState_TASK_STATE_CANCELED, eddypb.TaskState_TASK_STATE_FAILED:
+		return true
+	}
+	return false
 }
 
 // Checkpoints returns the retained checkpoint records of a job, oldest first.

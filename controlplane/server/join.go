@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/eddy-streams/eddy/api"
@@ -79,9 +77,7 @@ func (s *Server) joinVia(ctx context.Context, addr string, req *eddypb.JoinReque
 func (s *Server) joinGRPC(ctx context.Context, addr string, req *eddypb.JoinRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout+s.cfg.LeaderWait)
 	defer cancel()
-	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return s.cfg.Dial(ctx, "tcp", a) }))
+	conn, err := grpc.NewClient("passthrough:///"+addr, s.dialOptions()...)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,12 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/eddy-streams/eddy/api"
 	"github.com/eddy-streams/eddy/controlplane"
@@ -39,14 +43,13 @@ func forwarded(ctx context.Context) bool {
 }
 
 // leaderFor returns the local leadership when this node is the established
-// leader, or else a client of the leader. It waits up to LeaderWait for an
-// election to end. A call that was forwarded to this node is never forwarded
-// again.
-func (s *Server) leaderFor(ctx context.Context) (*leadership, eddypb.ControlPlaneClient, error) {
-	wait := time.NewTimer(s.cfg.LeaderWait)
-	defer wait.Stop()
+// leader, or else a connection to the leader that is ready to carry a call.
+// It waits until deadline for an election to end or for the leader to become
+// reachable. A call that was forwarded to this node is never forwarded again.
+func (s *Server) leaderFor(ctx context.Context, deadline time.Time) (*leadership, *grpc.ClientConn, error) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	var last error
 	for {
 		if l := s.leader.Load(); l != nil {
 			return l, nil, nil
@@ -56,26 +59,42 @@ func (s *Server) leaderFor(ctx context.Context) (*leadership, eddypb.ControlPlan
 		}
 		if _, id := s.raft.LeaderWithID(); id != "" && string(id) != s.cfg.NodeID {
 			if m, ok := s.fsm.State().Member(controlplane.NodeID(id)); ok && m.GrpcAddr != "" {
-				c, err := s.client(m.GrpcAddr)
+				c, err := s.conn(m.GrpcAddr)
 				if err != nil {
 					return nil, nil, err
 				}
-				return nil, c, nil
+				// Only a connected leader gets the call: a call sent into a
+				// broken connection may or may not have been applied.
+				if st := c.GetState(); st == connectivity.Ready {
+					return nil, c, nil
+				} else if st == connectivity.Idle || st == connectivity.TransientFailure {
+					c.Connect()
+					c.ResetConnectBackoff()
+				}
+				last = fmt.Errorf("leader %s at %s is not reachable", id, m.GrpcAddr)
 			}
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			if last != nil {
+				return nil, nil, fmt.Errorf("%w: %v", controlplane.ErrNoLeader, last)
+			}
+			return nil, nil, fmt.Errorf("%w: none elected within %s", controlplane.ErrNoLeader, s.cfg.LeaderWait)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("%w: %v", controlplane.ErrNoLeader, ctx.Err())
 		case <-s.ctx.Done():
 			return nil, nil, fmt.Errorf("%w: node is shutting down", controlplane.ErrNoLeader)
-		case <-wait.C:
-			return nil, nil, fmt.Errorf("%w: none elected within %s", controlplane.ErrNoLeader, s.cfg.LeaderWait)
 		case <-tick.C:
 		}
 	}
 }
 
-func (s *Server) client(addr string) (eddypb.ControlPlaneClient, error) {
+// conn returns the cached connection to another node. Connections retry
+// quickly (at most a second apart), so that a node that comes back is
+// reachable again at once.
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
 	if s.conns == nil {
@@ -83,40 +102,64 @@ func (s *Server) client(addr string) (eddypb.ControlPlaneClient, error) {
 	}
 	c, ok := s.conns[addr]
 	if !ok {
-		dial := s.cfg.Dial
 		var err error
-		c, err = grpc.NewClient("passthrough:///"+addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }))
+		c, err = grpc.NewClient("passthrough:///"+addr, s.dialOptions()...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to leader %s: %w", addr, err)
+			return nil, fmt.Errorf("connect to %s: %w", addr, err)
 		}
 		s.conns[addr] = c
 	}
-	return eddypb.NewControlPlaneClient(c), nil
+	return c, nil
 }
 
-// call runs local on the leader, or forwards the call to the leader.
-func call[Req, Resp any](ctx context.Context, s *Server, req Req,
+func (s *Server) dialOptions() []grpc.DialOption {
+	dial := s.cfg.Dial
+	return []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, "tcp", a) }),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}
+}
+
+// call runs local on the leader, or forwards the call to the leader. A read
+// (idempotent) whose forward failed in transit is tried again while the
+// leader wait lasts; a write is not, since it may have been applied.
+func call[Req, Resp any](ctx context.Context, s *Server, req Req, idempotent bool,
 	remote func(eddypb.ControlPlaneClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
 	local func(context.Context, *leadership) (Resp, error),
 ) (Resp, error) {
-	l, c, err := s.leaderFor(ctx)
-	if err != nil {
-		var zero Resp
-		return zero, err
+	var zero Resp
+	deadline := time.Now().Add(s.cfg.LeaderWait)
+	for {
+		l, c, err := s.leaderFor(ctx, deadline)
+		if err != nil {
+			return zero, err
+		}
+		if l != nil {
+			return local(ctx, l)
+		}
+		fctx := metadata.AppendToOutgoingContext(ctx, mdForwarded, s.cfg.NodeID)
+		var cancel context.CancelFunc = func() {}
+		if d, ok := fctx.Deadline(); !ok || time.Until(d) > s.cfg.ApplyTimeout+s.cfg.LeaderWait {
+			fctx, cancel = context.WithTimeout(fctx, s.cfg.ApplyTimeout+s.cfg.LeaderWait)
+		}
+		resp, err := remote(eddypb.NewControlPlaneClient(c), fctx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if st, ok := status.FromError(err); ok && len(st.Details()) == 0 && st.Code() == codes.Unavailable {
+			// The connection broke: the leader did not answer.
+			if idempotent && time.Now().Before(deadline) {
+				continue
+			}
+			return zero, fmt.Errorf("%w: forwarding to the leader failed: %s", controlplane.ErrTimeout, st.Message())
+		}
+		return zero, controlplane.FromStatus(err)
 	}
-	if l != nil {
-		return local(ctx, l)
-	}
-	ctx = metadata.AppendToOutgoingContext(ctx, mdForwarded, s.cfg.NodeID)
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.ApplyTimeout+s.cfg.LeaderWait {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.ApplyTimeout+s.cfg.LeaderWait)
-		defer cancel()
-	}
-	resp, err := remote(c, ctx, req)
-	return resp, controlplane.FromStatus(err)
 }
 
 // read runs f on a state that reflects every write acknowledged before the
@@ -129,7 +172,7 @@ func read[Req, Resp any](ctx context.Context, s *Server, req Req,
 	if controlplane.Stale(ctx) {
 		return f(s.fsm.State())
 	}
-	return call(ctx, s, req, remote, func(context.Context, *leadership) (Resp, error) {
+	return call(ctx, s, req, true, remote, func(context.Context, *leadership) (Resp, error) {
 		if err := s.raft.VerifyLeader().Error(); err != nil {
 			var zero Resp
 			return zero, raftError(err)
@@ -140,7 +183,7 @@ func read[Req, Resp any](ctx context.Context, s *Server, req Req,
 
 // SubmitJob records a new job.
 func (s *Server) SubmitJob(ctx context.Context, req *eddypb.SubmitJobRequest) (*eddypb.SubmitJobResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.SubmitJob, func(ctx context.Context, l *leadership) (*eddypb.SubmitJobResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.SubmitJob, func(ctx context.Context, l *leadership) (*eddypb.SubmitJobResponse, error) {
 		j, err := l.jobs.Submit(ctx, req.Spec)
 		if err != nil {
 			return nil, err
@@ -151,7 +194,7 @@ func (s *Server) SubmitJob(ctx context.Context, req *eddypb.SubmitJobRequest) (*
 
 // CancelJob cancels a job.
 func (s *Server) CancelJob(ctx context.Context, req *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.CancelJob, func(ctx context.Context, l *leadership) (*eddypb.CancelJobResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.CancelJob, func(ctx context.Context, l *leadership) (*eddypb.CancelJobResponse, error) {
 		j, err := l.jobs.Cancel(ctx, controlplane.JobID(req.JobId))
 		if err != nil {
 			return nil, err
@@ -216,21 +259,21 @@ func (s *Server) Overview(ctx context.Context, req *eddypb.OverviewRequest) (*ed
 
 // RegisterWorker registers a worker instance and its slots.
 func (s *Server) RegisterWorker(ctx context.Context, req *eddypb.RegisterWorkerRequest) (*eddypb.RegisterWorkerResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.RegisterWorker, func(ctx context.Context, l *leadership) (*eddypb.RegisterWorkerResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.RegisterWorker, func(ctx context.Context, l *leadership) (*eddypb.RegisterWorkerResponse, error) {
 		return l.resources.Register(ctx, req)
 	})
 }
 
 // Heartbeat records a worker's heartbeat.
 func (s *Server) Heartbeat(ctx context.Context, req *eddypb.HeartbeatRequest) (*eddypb.HeartbeatResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.Heartbeat, func(ctx context.Context, l *leadership) (*eddypb.HeartbeatResponse, error) {
+	return call(ctx, s, req, true, eddypb.ControlPlaneClient.Heartbeat, func(ctx context.Context, l *leadership) (*eddypb.HeartbeatResponse, error) {
 		return l.resources.Heartbeat(ctx, req)
 	})
 }
 
 // Join adds a node to the cluster as a voter.
 func (s *Server) Join(ctx context.Context, req *eddypb.JoinRequest) (*eddypb.JoinResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.Join, func(ctx context.Context, _ *leadership) (*eddypb.JoinResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.Join, func(ctx context.Context, _ *leadership) (*eddypb.JoinResponse, error) {
 		return s.addMember(ctx, req)
 	})
 }
@@ -270,7 +313,7 @@ func (s *Server) addMember(ctx context.Context, req *eddypb.JoinRequest) (*eddyp
 
 // Leave removes a node from the cluster.
 func (s *Server) Leave(ctx context.Context, req *eddypb.LeaveRequest) (*eddypb.LeaveResponse, error) {
-	return call(ctx, s, req, eddypb.ControlPlaneClient.Leave, func(ctx context.Context, _ *leadership) (*eddypb.LeaveResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.Leave, func(ctx context.Context, _ *leadership) (*eddypb.LeaveResponse, error) {
 		f := s.raft.GetConfiguration()
 		if err := f.Error(); err != nil {
 			return nil, raftError(err)
