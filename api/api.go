@@ -5,7 +5,10 @@
 // It must not depend on any other Eddy package.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Error is the body of every error response.
 type Error struct {
@@ -29,14 +32,15 @@ type Artifact struct {
 type SubmitJob struct {
 	// JobID is optional; the server picks one when it is empty. A client that
 	// retries a submission with the same id never creates the job twice.
-	JobID          string            `json:"job_id,omitempty"`
-	Name           string            `json:"name"`
-	Artifact       *Artifact         `json:"artifact,omitempty"`
-	Parallelism    uint32            `json:"parallelism,omitempty"`
-	MaxParallelism uint32            `json:"max_parallelism,omitempty"`
-	Graph          []byte            `json:"graph,omitempty"`
-	Args           []string          `json:"args,omitempty"`
-	Config         map[string]string `json:"config,omitempty"`
+	JobID          string    `json:"job_id,omitempty"`
+	Name           string    `json:"name"`
+	Artifact       *Artifact `json:"artifact,omitempty"`
+	Parallelism    uint32    `json:"parallelism,omitempty"`
+	MaxParallelism uint32    `json:"max_parallelism,omitempty"`
+	// Graph is the job graph a job binary describes (EDDY_DESCRIBE=1).
+	Graph  json.RawMessage   `json:"graph,omitempty"`
+	Args   []string          `json:"args,omitempty"`
+	Config map[string]string `json:"config,omitempty"`
 }
 
 // Job is a job as GET /v1/jobs and GET /v1/jobs/{id} return it.
@@ -54,9 +58,22 @@ type Job struct {
 	UpdatedAt      time.Time         `json:"updated_at"`
 	CreateIndex    uint64            `json:"create_index"`
 	ModifyIndex    uint64            `json:"modify_index"`
-	// Tasks and Checkpoints are filled by GET /v1/jobs/{id} only.
+	// Attempt is the current execution attempt, from 1 once deployed.
+	Attempt uint64 `json:"attempt"`
+	// Tasks, Execution and Checkpoints are filled by GET /v1/jobs/{id} only.
 	Tasks       []Task       `json:"tasks,omitempty"`
+	Execution   []TaskState  `json:"execution,omitempty"`
 	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+}
+
+// TaskState is the state of one parallel subtask of one chain of operators
+// in the current attempt.
+type TaskState struct {
+	Chain   uint32 `json:"chain"`
+	Name    string `json:"name,omitempty"`
+	Subtask uint32 `json:"subtask"`
+	State   string `json:"state"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Task is one parallel subtask of a job and the slot it is assigned to.

@@ -12,9 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/eddy-streams/eddy/api"
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/proto/eddypb"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
 
 // Backend is the node API the dispatcher serves. Its methods may be called
@@ -29,6 +33,7 @@ type Backend interface {
 	Cluster(context.Context, *eddypb.ClusterRequest) (*eddypb.ClusterResponse, error)
 	Join(context.Context, *eddypb.JoinRequest) (*eddypb.JoinResponse, error)
 	Leave(context.Context, *eddypb.LeaveRequest) (*eddypb.LeaveResponse, error)
+	UploadArtifact(ctx context.Context, r io.Reader) (api.Artifact, error)
 	Node() api.Node
 }
 
@@ -53,6 +58,7 @@ func New(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/cluster/members", d.join)
 	mux.HandleFunc("DELETE /v1/cluster/members/{id}", d.leave)
 	mux.HandleFunc("GET /v1/node", d.node)
+	mux.HandleFunc("POST /v1/artifacts", d.uploadArtifact)
 	return d.wrap(mux)
 }
 
@@ -185,7 +191,20 @@ func (d *dispatcher) submitJob(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := &eddypb.JobSpec{
 		JobId: req.JobID, Name: req.Name, Parallelism: req.Parallelism, MaxParallelism: req.MaxParallelism,
-		Graph: req.Graph, Args: req.Args, Config: req.Config,
+		Args: req.Args, Config: req.Config,
+	}
+	if len(req.Graph) > 0 {
+		var g pluginpb.JobGraph
+		if err := protojson.Unmarshal(req.Graph, &g); err != nil {
+			d.fail(w, r, fmt.Errorf("%w: graph: %v", controlplane.ErrMalformedJSON, err))
+			return
+		}
+		b, err := proto.Marshal(&g)
+		if err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		spec.Graph = b
 	}
 	if a := req.Artifact; a != nil {
 		spec.Artifact = &eddypb.ArtifactRef{Sha256: a.SHA256, Url: a.URL, Size: a.Size}
@@ -208,6 +227,20 @@ func (d *dispatcher) getJob(w http.ResponseWriter, r *http.Request) {
 	j := Job(resp.Job)
 	for _, a := range resp.Assignments {
 		j.Tasks = append(j.Tasks, task(a))
+	}
+	var chains []*pluginpb.Chain
+	if len(resp.Job.Spec.Graph) > 0 {
+		var g pluginpb.JobGraph
+		if proto.Unmarshal(resp.Job.Spec.Graph, &g) == nil {
+			chains = g.Chains
+		}
+	}
+	for _, t := range resp.Tasks {
+		ts := api.TaskState{Chain: t.Chain, Subtask: t.Subtask, State: strings.TrimPrefix(t.State.String(), "TASK_STATE_"), Error: t.Error}
+		if int(t.Chain) < len(chains) {
+			ts.Name = chains[t.Chain].Name
+		}
+		j.Execution = append(j.Execution, ts)
 	}
 	for _, c := range resp.Checkpoints {
 		j.Checkpoints = append(j.Checkpoints, api.Checkpoint{
@@ -295,6 +328,15 @@ func (d *dispatcher) leave(w http.ResponseWriter, r *http.Request) {
 	d.cluster(w, r)
 }
 
+func (d *dispatcher) uploadArtifact(w http.ResponseWriter, r *http.Request) {
+	a, err := d.b.UploadArtifact(r.Context(), r.Body)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a)
+}
+
 func (d *dispatcher) node(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, d.b.Node())
 }
@@ -307,7 +349,7 @@ func Job(j *eddypb.Job) api.Job {
 		StatusReason: j.StatusReason, Parallelism: s.Parallelism, MaxParallelism: s.MaxParallelism,
 		Args: s.Args, Config: s.Config,
 		SubmittedAt: time.UnixMilli(j.SubmittedAtMs).UTC(), UpdatedAt: time.UnixMilli(j.UpdatedAtMs).UTC(),
-		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex,
+		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex, Attempt: j.Attempt,
 	}
 	if a := s.Artifact; a != nil {
 		out.Artifact = &api.Artifact{SHA256: a.Sha256, URL: a.Url, Size: a.Size}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -33,6 +34,15 @@ type Config struct {
 	Now func() time.Time
 	// DefaultMaxParallelism is used when a job does not set one.
 	DefaultMaxParallelism uint32
+	// Worker returns a client of the worker at a gRPC address.
+	Worker func(addr string) (eddypb.WorkerServiceClient, error)
+	// CheckArtifact verifies that an artifact exists with its hash.
+	CheckArtifact func(ctx context.Context, a *eddypb.ArtifactRef) error
+	// DeployTimeout bounds the preparation and deployment of one attempt.
+	DeployTimeout time.Duration
+	// CancelTimeout is how long a cancelled job waits for its tasks to end
+	// before it is marked cancelled anyway.
+	CancelTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults: the system clock and 128 key groups.
@@ -46,6 +56,11 @@ type Manager struct {
 	raft Raft
 	cfg  Config
 	kick chan struct{}
+
+	mu         sync.Mutex
+	deploying  map[controlplane.JobID]bool
+	cancelling map[controlplane.JobID]time.Time // when the cancel was sent to workers
+	wg         sync.WaitGroup
 }
 
 // New returns a Manager that submits its decisions through r.
@@ -59,7 +74,13 @@ func New(r Raft, cfg Config) *Manager {
 	if cfg.DefaultMaxParallelism == 0 {
 		cfg.DefaultMaxParallelism = 128
 	}
-	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1)}
+	if cfg.DeployTimeout == 0 {
+		cfg.DeployTimeout = 2 * time.Minute
+	}
+	if cfg.CancelTimeout == 0 {
+		cfg.CancelTimeout = 30 * time.Second
+	}
+	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1), deploying: map[controlplane.JobID]bool{}, cancelling: map[controlplane.JobID]time.Time{}}
 }
 
 var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -82,6 +103,11 @@ func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job
 		spec.JobId = newJobID()
 	} else if !jobIDPattern.MatchString(spec.JobId) {
 		return nil, fmt.Errorf("%w: job id %q: want 1-64 letters, digits, '_' or '-'", controlplane.ErrInvalidArgument, spec.JobId)
+	}
+	if len(spec.Graph) > 0 {
+		if err := m.checkGraph(ctx, spec); err != nil {
+			return nil, err
+		}
 	}
 	if spec.Parallelism == 0 {
 		spec.Parallelism = 1
@@ -116,9 +142,14 @@ func (m *Manager) Cancel(ctx context.Context, id controlplane.JobID) (*eddypb.Jo
 	if fsm.Terminal(j.Status) {
 		return nil, fmt.Errorf("%w: job %s is %s", controlplane.ErrJobNotCancellable, id, StatusName(j.Status))
 	}
+	// A job with deployed tasks stops them first; one without ends now.
+	target := eddypb.JobStatus_JOB_STATUS_CANCELED
+	if j.Attempt > 0 && len(j.Spec.Graph) > 0 {
+		target = eddypb.JobStatus_JOB_STATUS_CANCELLING
+	}
 	_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
 		JobId:    string(id),
-		Status:   eddypb.JobStatus_JOB_STATUS_CANCELED,
+		Status:   target,
 		Reason:   "cancelled by request",
 		AtMs:     m.cfg.Now().UnixMilli(),
 		Expected: nonTerminal,
@@ -164,6 +195,7 @@ func (m *Manager) Kick() {
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	defer m.wg.Wait()
 	for {
 		changed := m.raft.Changed()
 		m.schedule(ctx)
@@ -224,6 +256,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		m.track(ctx, st, j)
 		if j.Status != eddypb.JobStatus_JOB_STATUS_CREATED {
 			continue
 		}

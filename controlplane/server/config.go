@@ -49,6 +49,12 @@ type Config struct {
 	WorkerHeartbeatInterval time.Duration
 	WorkerHeartbeatTimeout  time.Duration
 
+	// Storage is the URL of the store shared by every node and worker of
+	// the cluster, for artifacts, checkpoints and savepoints. Empty means
+	// file:// under DataDir, which only suits a single node (or nodes on
+	// one machine given the same directory).
+	Storage string
+
 	// Logger receives the node's logs.
 	Logger *slog.Logger
 	// Dial, when set, is used for every connection to another node (tests

@@ -29,6 +29,7 @@ import (
 	"github.com/eddy-streams/eddy/controlplane/resourcemanager"
 	"github.com/eddy-streams/eddy/internal/logging"
 	"github.com/eddy-streams/eddy/proto/eddypb"
+	"github.com/eddy-streams/eddy/storage"
 )
 
 // Server is one control plane node. Its methods are safe for concurrent use.
@@ -40,6 +41,7 @@ type Server struct {
 	lock *os.File
 
 	fsm   *fsm.FSM
+	blobs storage.Store
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
@@ -106,6 +108,19 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) start() error {
+	storeURL := s.cfg.Storage
+	if storeURL == "" {
+		u, err := storage.FileURL(filepath.Join(s.cfg.DataDir, "storage"))
+		if err != nil {
+			return err
+		}
+		storeURL = u
+	}
+	st, err := storage.Open(s.ctx, storeURL)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	s.blobs = st
 	hasState, err := s.setupRaft()
 	if err != nil {
 		return err
@@ -433,7 +448,11 @@ func (s *Server) lead(ctx context.Context) {
 		}
 	}
 	l := &leadership{
-		jobs: jobmanager.New(applier{s}, jobmanager.Config{Logger: s.log.With("component", "jobmanager")}),
+		jobs: jobmanager.New(applier{s}, jobmanager.Config{
+			Logger:        s.log.With("component", "jobmanager"),
+			Worker:        s.workerClient,
+			CheckArtifact: s.checkArtifact,
+		}),
 		resources: resourcemanager.New(applier{s}, resourcemanager.Config{
 			Logger:            s.log.With("component", "resourcemanager"),
 			HeartbeatInterval: s.cfg.WorkerHeartbeatInterval,

@@ -1,0 +1,397 @@
+package jobmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/eddy-streams/eddy/controlplane"
+	"github.com/eddy-streams/eddy/controlplane/fsm"
+	"github.com/eddy-streams/eddy/proto/eddypb"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
+)
+
+// checkGraph validates a submitted job graph and derives the job's slot
+// needs from it: everything that can be refused is refused here, before any
+// task starts.
+func (m *Manager) checkGraph(ctx context.Context, spec *eddypb.JobSpec) error {
+	g, err := ParseGraph(spec.Graph)
+	if err != nil {
+		return err
+	}
+	if spec.Artifact.GetSha256() == "" {
+		return fmt.Errorf("%w: a job with a graph needs an artifact (upload it with POST /v1/artifacts)", controlplane.ErrInvalidArgument)
+	}
+	if m.cfg.CheckArtifact != nil {
+		if err := m.cfg.CheckArtifact(ctx, spec.Artifact); err != nil {
+			return err
+		}
+	}
+	var p uint32
+	for _, c := range g.Chains {
+		p = max(p, c.Parallelism)
+	}
+	if spec.Parallelism != 0 && spec.Parallelism != p {
+		return fmt.Errorf("%w: the graph needs parallelism %d, the job asks for %d", controlplane.ErrInvalidArgument, p, spec.Parallelism)
+	}
+	spec.Parallelism = p
+	if spec.MaxParallelism != 0 && spec.MaxParallelism != g.MaxParallelism {
+		return fmt.Errorf("%w: the graph has max parallelism %d, the job asks for %d", controlplane.ErrInvalidArgument, g.MaxParallelism, spec.MaxParallelism)
+	}
+	spec.MaxParallelism = g.MaxParallelism
+	if spec.Name == "" {
+		spec.Name = g.Name
+	}
+	return nil
+}
+
+// ParseGraph decodes and validates a job graph.
+func ParseGraph(b []byte) (*pluginpb.JobGraph, error) {
+	g := &pluginpb.JobGraph{}
+	if err := proto.Unmarshal(b, g); err != nil {
+		return nil, fmt.Errorf("%w: job graph: %v", controlplane.ErrInvalidArgument, err)
+	}
+	if len(g.Vertices) == 0 || len(g.Chains) == 0 {
+		return nil, fmt.Errorf("%w: job graph has no operators", controlplane.ErrInvalidArgument)
+	}
+	if g.MaxParallelism == 0 || g.MaxParallelism > MaxParallelismLimit {
+		return nil, fmt.Errorf("%w: job graph max parallelism %d", controlplane.ErrInvalidArgument, g.MaxParallelism)
+	}
+	uids := map[string]uint32{}
+	for _, v := range g.Vertices {
+		if v.Stateful && v.Uid == "" {
+			return nil, fmt.Errorf("%w: operator %q (%s) keeps state but has no uid; give it one with sdk.WithUID", controlplane.ErrInvalidArgument, v.Name, v.Kind)
+		}
+		if v.Uid != "" {
+			if other, dup := uids[v.Uid]; dup {
+				return nil, fmt.Errorf("%w: operators %d and %d share the uid %q", controlplane.ErrInvalidArgument, other, v.Id, v.Uid)
+			}
+			uids[v.Uid] = v.Id
+		}
+		if v.Parallelism == 0 || v.Parallelism > g.MaxParallelism {
+			return nil, fmt.Errorf("%w: operator %q has parallelism %d (max %d)", controlplane.ErrInvalidArgument, v.Name, v.Parallelism, g.MaxParallelism)
+		}
+	}
+	for i, c := range g.Chains {
+		if c.Id != uint32(i) || c.Parallelism == 0 || len(c.Vertices) == 0 {
+			return nil, fmt.Errorf("%w: job graph chain %d is malformed", controlplane.ErrInvalidArgument, i)
+		}
+	}
+	return g, nil
+}
+
+// totalTasks counts the tasks of a graph: one per chain per subtask.
+func totalTasks(g *pluginpb.JobGraph) int {
+	n := 0
+	for _, c := range g.Chains {
+		n += int(c.Parallelism)
+	}
+	return n
+}
+
+// track moves a job along as its tasks report: it deploys scheduled jobs,
+// and ends running and cancelling ones from the states of their tasks.
+func (m *Manager) track(ctx context.Context, st *fsm.State, j *eddypb.Job) {
+	if len(j.Spec.Graph) == 0 {
+		return
+	}
+	id := controlplane.JobID(j.Spec.JobId)
+	switch j.Status {
+	case eddypb.JobStatus_JOB_STATUS_SCHEDULED:
+		m.startDeploy(ctx, j)
+	case eddypb.JobStatus_JOB_STATUS_RUNNING:
+		g, err := ParseGraph(j.Spec.Graph)
+		if err != nil {
+			return
+		}
+		tasks := st.Tasks(id)
+		for _, t := range tasks {
+			if t.State == eddypb.TaskState_TASK_STATE_FAILED {
+				m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED,
+					fmt.Sprintf("task %s failed: %s", taskName(g, t), t.Error))
+				return
+			}
+		}
+		if lost := m.lostWorker(st, id); lost != "" {
+			m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, fmt.Sprintf("worker %s was lost", lost))
+			return
+		}
+		finished := 0
+		for _, t := range tasks {
+			if t.State == eddypb.TaskState_TASK_STATE_FINISHED {
+				finished++
+			}
+		}
+		if finished == totalTasks(g) {
+			m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FINISHED, "")
+		}
+	case eddypb.JobStatus_JOB_STATUS_CANCELLING:
+		m.mu.Lock()
+		sent, ok := m.cancelling[id]
+		if !ok {
+			m.cancelling[id] = m.cfg.Now()
+		}
+		m.mu.Unlock()
+		if !ok {
+			m.cancelOnWorkers(j, st.Assignments(id))
+			return
+		}
+		allEnded := true
+		for _, t := range st.Tasks(id) {
+			allEnded = allEnded && fsm.TerminalTask(t.State)
+		}
+		if allEnded || m.cfg.Now().Sub(sent) > m.cfg.CancelTimeout {
+			m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_CANCELED, "cancelled by request")
+		}
+	}
+}
+
+func taskName(g *pluginpb.JobGraph, t *eddypb.TaskStatus) string {
+	name := fmt.Sprintf("chain %d", t.Chain)
+	if int(t.Chain) < len(g.Chains) {
+		name = g.Chains[t.Chain].Name
+	}
+	return fmt.Sprintf("%s (%d/%d)", name, t.Subtask+1, g.Chains[min(int(t.Chain), len(g.Chains)-1)].Parallelism)
+}
+
+// lostWorker returns a worker of the job that is no longer alive.
+func (m *Manager) lostWorker(st *fsm.State, id controlplane.JobID) string {
+	for _, a := range st.Assignments(id) {
+		w, ok := st.Worker(controlplane.WorkerID(a.WorkerId))
+		if !ok || w.Status != eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
+			return a.WorkerId
+		}
+	}
+	return ""
+}
+
+// endJob records a job's end and stops whatever still runs of it.
+func (m *Manager) endJob(ctx context.Context, j *eddypb.Job, status eddypb.JobStatus, reason string) {
+	id := controlplane.JobID(j.Spec.JobId)
+	assignments := m.raft.State().Assignments(id)
+	_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
+		JobId: j.Spec.JobId, Status: status, Reason: reason, AtMs: m.cfg.Now().UnixMilli(),
+		Expected: []eddypb.JobStatus{j.Status},
+	})
+	if err != nil {
+		if !errors.Is(err, fsm.ErrStatusMismatch) {
+			m.cfg.Logger.Warn("record job end", "job_id", id, "status", StatusName(status), "error", err)
+		}
+		return
+	}
+	m.mu.Lock()
+	delete(m.cancelling, id)
+	m.mu.Unlock()
+	m.cfg.Logger.Info("job ended", "job_id", id, "status", StatusName(status), "reason", reason)
+	if status != eddypb.JobStatus_JOB_STATUS_FINISHED {
+		m.cancelOnWorkers(j, assignments)
+	}
+}
+
+// cancelOnWorkers asks every worker of the job to stop its tasks, in the
+// background.
+func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssignment) {
+	workers := m.workerAddrs(assignments)
+	if m.cfg.Worker == nil || len(workers) == 0 {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for id, addr := range workers {
+			c, err := m.cfg.Worker(addr)
+			if err == nil {
+				_, err = c.CancelTasks(ctx, &eddypb.CancelTasksRequest{JobId: j.Spec.JobId, Attempt: j.Attempt})
+			}
+			if err != nil {
+				m.cfg.Logger.Warn("cancel tasks on worker", "job_id", j.Spec.JobId, "worker_id", id, "error", err)
+			}
+		}
+	}()
+}
+
+// workerAddrs returns the address of every worker that holds a slot of the
+// job, by worker id.
+func (m *Manager) workerAddrs(assignments []*eddypb.SlotAssignment) map[string]string {
+	st := m.raft.State()
+	out := map[string]string{}
+	for _, a := range assignments {
+		if w, ok := st.Worker(controlplane.WorkerID(a.WorkerId)); ok {
+			out[a.WorkerId] = w.Address
+		}
+	}
+	return out
+}
+
+// startDeploy deploys a scheduled job once, in the background.
+func (m *Manager) startDeploy(ctx context.Context, j *eddypb.Job) {
+	id := controlplane.JobID(j.Spec.JobId)
+	m.mu.Lock()
+	if m.deploying[id] || m.cfg.Worker == nil {
+		m.mu.Unlock()
+		return
+	}
+	m.deploying[id] = true
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			m.mu.Lock()
+			delete(m.deploying, id)
+			m.mu.Unlock()
+		}()
+		if err := m.deploy(ctx, j); err != nil && ctx.Err() == nil {
+			m.cfg.Logger.Warn("deploy failed", "job_id", id, "error", err)
+			cur, _ := m.raft.State().Job(id)
+			if cur != nil && !fsm.Terminal(cur.Status) {
+				m.endJob(ctx, cur, eddypb.JobStatus_JOB_STATUS_FAILED, "deploy: "+err.Error())
+			}
+		}
+	}()
+}
+
+// deploy starts a new attempt of a scheduled job: every worker holding a
+// slot of it starts the job's plugin, then gets the tasks of its slots with
+// the placement of every task, so that the plugins connect to each other.
+func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
+	id := controlplane.JobID(j.Spec.JobId)
+	g, err := ParseGraph(j.Spec.Graph)
+	if err != nil {
+		return err
+	}
+	assignments := slices.Clone(m.raft.State().Assignments(id))
+	slotOf := map[uint32]*eddypb.SlotAssignment{}
+	for _, a := range assignments {
+		n, err := strconv.Atoi(a.Task)
+		if err != nil {
+			return fmt.Errorf("slot assignment with task %q", a.Task)
+		}
+		slotOf[uint32(n)] = a
+	}
+	addrs := m.workerAddrs(assignments)
+	if j.Attempt > 0 {
+		// An earlier leader may have deployed part of the previous attempt.
+		m.cancelOnWorkers(j, assignments)
+	}
+	attempt := j.Attempt + 1
+	if _, err := m.raft.Apply(ctx, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{
+		JobId: j.Spec.JobId, Attempt: attempt, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED,
+		Reason: "deploying", AtMs: m.cfg.Now().UnixMilli(),
+	}); err != nil {
+		if errors.Is(err, fsm.ErrStatusMismatch) {
+			return nil
+		}
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, m.cfg.DeployTimeout)
+	defer cancel()
+
+	// Prepare: one plugin process per worker, in parallel.
+	dataAddr := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	for wid, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := m.cfg.Worker(addr)
+			var resp *eddypb.PrepareJobResponse
+			if err == nil {
+				resp, err = c.PrepareJob(dctx, &eddypb.PrepareJobRequest{
+					JobId: j.Spec.JobId, Attempt: attempt, Artifact: j.Spec.Artifact, Args: j.Spec.Args, Config: j.Spec.Config,
+				})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("worker %s: %w", wid, controlplane.FromStatus(err)))
+				return
+			}
+			dataAddr[wid] = resp.DataAddr
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+
+	placement := []*eddypb.TaskPlacement{}
+	tasksOf := map[string][]*eddypb.TaskRef{}
+	for _, c := range g.Chains {
+		for s := range c.Parallelism {
+			a, ok := slotOf[s]
+			if !ok {
+				return fmt.Errorf("no slot for subtask %d of %s", s, c.Name)
+			}
+			placement = append(placement, &eddypb.TaskPlacement{Chain: c.Id, Subtask: s, DataAddr: dataAddr[a.WorkerId]})
+			tasksOf[a.WorkerId] = append(tasksOf[a.WorkerId], &eddypb.TaskRef{Chain: c.Id, Subtask: s})
+		}
+	}
+	for wid, tasks := range tasksOf {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := m.cfg.Worker(addrs[wid])
+			if err == nil {
+				_, err = c.DeployTasks(dctx, &eddypb.DeployTasksRequest{
+					JobId: j.Spec.JobId, Attempt: attempt, Parallelism: j.Spec.Parallelism,
+					Tasks: tasks, Placement: placement, Args: j.Spec.Args, Config: j.Spec.Config,
+				})
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("worker %s: %w", wid, controlplane.FromStatus(err)))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if _, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
+		JobId: j.Spec.JobId, Status: eddypb.JobStatus_JOB_STATUS_RUNNING, AtMs: m.cfg.Now().UnixMilli(),
+		Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
+	}); err != nil && !errors.Is(err, fsm.ErrStatusMismatch) {
+		return err
+	}
+	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf))
+	return nil
+}
+
+// ReportTasks records task state changes reported by a worker.
+func (m *Manager) ReportTasks(ctx context.Context, req *eddypb.ReportTasksRequest) error {
+	type key struct {
+		job     string
+		attempt uint64
+	}
+	groups := map[key][]*eddypb.TaskStatus{}
+	var order []key
+	for _, t := range req.Tasks {
+		k := key{t.JobId, t.Attempt}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], t)
+	}
+	for _, k := range order {
+		if _, ok := m.raft.State().Job(controlplane.JobID(k.job)); !ok {
+			continue
+		}
+		if _, err := m.raft.Apply(ctx, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: k.job, Attempt: k.attempt, Tasks: groups[k]}); err != nil {
+			return err
+		}
+	}
+	m.Kick()
+	return nil
+}
