@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -94,9 +95,6 @@ func retryable(err error) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	if len(c.addrs) == 0 {
-		return ErrNoAddress
-	}
 	var body []byte
 	if in != nil {
 		var err error
@@ -104,13 +102,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return err
 		}
 	}
+	var open func() (io.Reader, error)
+	if body != nil {
+		open = func() (io.Reader, error) { return bytes.NewReader(body), nil }
+	}
+	return c.send(ctx, method, path, "application/json", open, out)
+}
+
+// send makes the call on each node in turn until one answers or the error
+// says nothing was done. open returns a fresh body for each attempt.
+func (c *Client) send(ctx context.Context, method, path, contentType string, open func() (io.Reader, error), out any) error {
+	if len(c.addrs) == 0 {
+		return ErrNoAddress
+	}
 	c.mu.Lock()
 	start := c.next
 	c.mu.Unlock()
 	var errs []error
 	for i := range c.addrs {
 		k := (start + i) % len(c.addrs)
-		err := c.once(ctx, c.addrs[k], method, path, body, out)
+		err := c.once(ctx, c.addrs[k], method, path, contentType, open, out)
 		if err == nil {
 			c.mu.Lock()
 			c.next = k
@@ -128,17 +139,23 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return fmt.Errorf("no control plane node could answer: %w", errors.Join(errs...))
 }
 
-func (c *Client) once(ctx context.Context, base, method, path string, body []byte, out any) error {
+func (c *Client) once(ctx context.Context, base, method, path, contentType string, open func() (io.Reader, error), out any) error {
 	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if open != nil {
+		var err error
+		if rd, err = open(); err != nil {
+			return err
+		}
+		if cl, ok := rd.(io.Closer); ok {
+			defer cl.Close()
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -242,4 +259,15 @@ func (c *Client) Leave(ctx context.Context, id string) (api.Cluster, error) {
 func (c *Client) Node(ctx context.Context) (api.Node, error) {
 	var out api.Node
 	return out, c.do(ctx, http.MethodGet, "/v1/node", nil, &out)
+}
+
+// UploadArtifact uploads a job binary; the cluster stores it under its
+// SHA-256. Uploading is idempotent, so a failed upload is tried on the next
+// node.
+func (c *Client) UploadArtifact(ctx context.Context, path string) (api.Artifact, error) {
+	var out api.Artifact
+	err := c.send(ctx, http.MethodPost, "/v1/artifacts", "application/octet-stream", func() (io.Reader, error) {
+		return os.Open(path)
+	}, &out)
+	return out, err
 }

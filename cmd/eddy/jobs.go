@@ -96,6 +96,16 @@ func newInfoCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if len(j.Execution) > 0 {
+				fmt.Fprintf(w, "\nExecution (attempt %d):\n", j.Attempt)
+				var rows [][]string
+				for _, t := range j.Execution {
+					rows = append(rows, []string{t.Name, fmt.Sprint(t.Subtask), t.State, t.Error})
+				}
+				if err := table(w, "OPERATORS\tSUBTASK\tSTATE\tERROR", rows); err != nil {
+					return err
+				}
+			}
 			if len(j.Checkpoints) > 0 {
 				fmt.Fprintln(w, "\nCheckpoints:")
 				var rows [][]string

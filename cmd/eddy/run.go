@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/api"
+	"github.com/eddy-streams/eddy/client"
+)
+
+type runFlags struct {
+	parallelism int
+	name        string
+	jobID       string
+	detach      bool
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] ARTIFACT [-- ARGS...]",
+		Short: "Submit a job binary to the cluster and follow it",
+		Long: `Submit a job: ARTIFACT is a binary built from a main package that uses the
+Eddy SDK. eddy asks it for its job graph, uploads it to the cluster (stored by
+its SHA-256), submits the job and follows it until it ends (or returns at once
+with --detach). Arguments after -- are passed to the job binary.`,
+		Example: `  go build -o wordcount ./examples/wordcount
+  eddy run -p 4 ./wordcount -- --lines 100000`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			j, err := submitArtifact(cmd.Context(), c, args[0], args[1:], f, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if g.json && f.detach {
+				return printJSON(cmd.OutOrStdout(), j)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "job %s submitted: %s, parallelism %d\n", j.ID, j.Name, j.Parallelism)
+			if f.detach {
+				fmt.Fprintln(cmd.OutOrStdout(), j.ID)
+				return nil
+			}
+			return follow(cmd.Context(), c, j.ID, cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVarP(&f.parallelism, "parallelism", "p", 1, "the job's default parallelism")
+	fl.StringVar(&f.name, "name", "", "the job's name (default: the name the job gives itself)")
+	fl.StringVar(&f.jobID, "job-id", "", "choose the job id (default: a new one); resubmitting the same id is refused")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "return once the job is submitted")
+	return cmd
+}
+
+// describe asks a job binary for its graph, as the SDK's Main answers when
+// EDDY_DESCRIBE is set.
+func describe(ctx context.Context, path string, args []string, parallelism int) (json.RawMessage, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("artifact %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, abs, args...)
+	cmd.Env = append(os.Environ(), "EDDY_DESCRIBE=1", "EDDY_PARALLELISM="+strconv.Itoa(parallelism))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	if msg := strings.TrimSpace(stderr.String()); runErr != nil && strings.HasPrefix(msg, "eddy job ") {
+		// The SDK refused the graph: say why, in its words.
+		return nil, fmt.Errorf("job graph of %s refused: %s", path, strings.TrimPrefix(msg, "eddy job "))
+	}
+	var probe struct {
+		Vertices []json.RawMessage `json:"vertices"`
+	}
+	out := bytes.TrimSpace(stdout.Bytes())
+	if runErr != nil || json.Unmarshal(out, &probe) != nil || len(probe.Vertices) == 0 {
+		why := "it did not describe a job graph"
+		if runErr != nil {
+			why = runErr.Error()
+		}
+		if tail := lastLines(stderr.String(), 5); tail != "" {
+			why += ": " + tail
+		}
+		return nil, fmt.Errorf("%s is not an Eddy job (%s); build it from a main package that calls sdk.Main", path, why)
+	}
+	return json.RawMessage(out), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, " | "))
+}
+
+func submitArtifact(ctx context.Context, c *client.Client, path string, args []string, f runFlags, progress io.Writer) (api.Job, error) {
+	if f.parallelism < 1 {
+		return api.Job{}, fmt.Errorf("-p %d: want at least 1", f.parallelism)
+	}
+	graph, err := describe(ctx, path, args, f.parallelism)
+	if err != nil {
+		return api.Job{}, err
+	}
+	fmt.Fprintf(progress, "uploading %s\n", path)
+	a, err := c.UploadArtifact(ctx, path)
+	if err != nil {
+		return api.Job{}, fmt.Errorf("upload %s: %w", path, err)
+	}
+	return c.Submit(ctx, api.SubmitJob{
+		JobID: f.jobID, Name: f.name, Artifact: &a, Graph: graph, Args: args,
+	})
+}
+
+// follow prints a job's status changes until it ends; a job that does not
+// finish is an error.
+func follow(ctx context.Context, c *client.Client, id string, w io.Writer) error {
+	last := ""
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			var apiErr *client.Error
+			if errors.As(err, &apiErr) && apiErr.Status < 500 {
+				return err
+			}
+			fmt.Fprintf(w, "(control plane unavailable: %v; retrying)\n", err)
+		} else {
+			line := j.Status
+			if j.StatusReason != "" {
+				line += ": " + j.StatusReason
+			}
+			if line != last {
+				fmt.Fprintf(w, "job %s %s\n", id, line)
+				last = line
+			}
+			switch j.Status {
+			case "FINISHED":
+				return nil
+			case "FAILED":
+				return fmt.Errorf("job %s failed: %s", id, j.StatusReason)
+			case "CANCELED":
+				return fmt.Errorf("job %s was cancelled", id)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(w, "stopped following job %s; it keeps running (eddy cancel %s)\n", id, id)
+			return nil
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
