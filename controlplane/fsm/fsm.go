@@ -204,8 +204,11 @@ func (s *State) applyStartAttempt(c *eddypb.StartAttemptCommand, index uint64) e
 	if Terminal(j.Status) {
 		return fmt.Errorf("%w: job %s has ended as %s", ErrStatusMismatch, id, j.Status)
 	}
-	if c.Attempt <= j.Attempt {
-		return fmt.Errorf("%w: job %s is at attempt %d, not before %d", ErrStatusMismatch, id, j.Attempt, c.Attempt)
+	if c.Attempt != j.Attempt+1 {
+		return fmt.Errorf("%w: job %s is at attempt %d, so the next is %d, not %d", ErrStatusMismatch, id, j.Attempt, j.Attempt+1, c.Attempt)
+	}
+	if len(c.Expected) > 0 && !slices.Contains(c.Expected, j.Status) {
+		return fmt.Errorf("%w: job %s is %s", ErrStatusMismatch, id, j.Status)
 	}
 	nj := proto.CloneOf(j)
 	nj.Attempt = c.Attempt

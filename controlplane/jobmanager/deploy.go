@@ -249,7 +249,12 @@ func (m *Manager) startDeploy(ctx context.Context, j *eddypb.Job) {
 			delete(m.deploying, id)
 			m.mu.Unlock()
 		}()
-		if err := m.deploy(ctx, j); err != nil && ctx.Err() == nil {
+		// Work from the current state, not the view that triggered this.
+		cur, ok := m.raft.State().Job(id)
+		if !ok || cur.Status != eddypb.JobStatus_JOB_STATUS_SCHEDULED {
+			return
+		}
+		if err := m.deploy(ctx, cur); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("deploy failed", "job_id", id, "error", err)
 			cur, _ := m.raft.State().Job(id)
 			if cur != nil && !fsm.Terminal(cur.Status) {
@@ -286,6 +291,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	if _, err := m.raft.Apply(ctx, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{
 		JobId: j.Spec.JobId, Attempt: attempt, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED,
 		Reason: "deploying", AtMs: m.cfg.Now().UnixMilli(),
+		Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
 	}); err != nil {
 		if errors.Is(err, fsm.ErrStatusMismatch) {
 			return nil

@@ -95,6 +95,11 @@ func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job
 		return nil, fmt.Errorf("%w: empty job spec", controlplane.ErrInvalidArgument)
 	}
 	spec = proto.CloneOf(spec)
+	if len(spec.Graph) > 0 {
+		if err := m.checkGraph(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
 	spec.Name = strings.TrimSpace(spec.Name)
 	if spec.Name == "" {
 		return nil, fmt.Errorf("%w: the job needs a name", controlplane.ErrInvalidArgument)
@@ -103,11 +108,6 @@ func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job
 		spec.JobId = newJobID()
 	} else if !jobIDPattern.MatchString(spec.JobId) {
 		return nil, fmt.Errorf("%w: job id %q: want 1-64 letters, digits, '_' or '-'", controlplane.ErrInvalidArgument, spec.JobId)
-	}
-	if len(spec.Graph) > 0 {
-		if err := m.checkGraph(ctx, spec); err != nil {
-			return nil, err
-		}
 	}
 	if spec.Parallelism == 0 {
 		spec.Parallelism = 1

@@ -211,7 +211,7 @@ func (s *Server) GetJob(ctx context.Context, req *eddypb.GetJobRequest) (*eddypb
 		if !ok {
 			return nil, fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, req.JobId)
 		}
-		return &eddypb.GetJobResponse{Job: j, Assignments: st.Assignments(id), Checkpoints: st.Checkpoints(id)}, nil
+		return &eddypb.GetJobResponse{Job: j, Assignments: st.Assignments(id), Checkpoints: st.Checkpoints(id), Tasks: st.Tasks(id)}, nil
 	})
 }
 

@@ -376,6 +376,7 @@ type Job struct {
 	UpdatedAtMs   int64                  `protobuf:"varint,5,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
 	CreateIndex   uint64                 `protobuf:"varint,6,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex   uint64                 `protobuf:"varint,7,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"` // the current execution attempt, from 1
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -455,6 +456,13 @@ func (x *Job) GetCreateIndex() uint64 {
 func (x *Job) GetModifyIndex() uint64 {
 	if x != nil {
 		return x.ModifyIndex
+	}
+	return 0
+}
+
+func (x *Job) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
 	}
 	return 0
 }
@@ -1308,6 +1316,156 @@ func (x *ReleaseSlotsCommand) GetAtMs() int64 {
 	return 0
 }
 
+// UpdateTasksCommand records task state changes of one attempt of a job.
+// Changes for another attempt than the job's current one are ignored, and
+// a task's terminal state is final.
+type UpdateTasksCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Tasks         []*TaskStatus          `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTasksCommand) Reset() {
+	*x = UpdateTasksCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTasksCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTasksCommand) ProtoMessage() {}
+
+func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
+func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpdateTasksCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *UpdateTasksCommand) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UpdateTasksCommand) GetTasks() []*TaskStatus {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// StartAttemptCommand starts a new execution attempt of a job: its task
+// table is reset and its status set.
+type StartAttemptCommand struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Status  JobStatus              `protobuf:"varint,3,opt,name=status,proto3,enum=eddy.v1.JobStatus" json:"status,omitempty"`
+	Reason  string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtMs    int64                  `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// expected, when set, makes the start conditional on the job's status.
+	Expected      []JobStatus `protobuf:"varint,6,rep,packed,name=expected,proto3,enum=eddy.v1.JobStatus" json:"expected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartAttemptCommand) Reset() {
+	*x = StartAttemptCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartAttemptCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartAttemptCommand) ProtoMessage() {}
+
+func (x *StartAttemptCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartAttemptCommand.ProtoReflect.Descriptor instead.
+func (*StartAttemptCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StartAttemptCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StartAttemptCommand) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *StartAttemptCommand) GetStatus() JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return JobStatus_JOB_STATUS_UNSPECIFIED
+}
+
+func (x *StartAttemptCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StartAttemptCommand) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *StartAttemptCommand) GetExpected() []JobStatus {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
 type CompleteCheckpointCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Checkpoint    *CheckpointRecord      `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
@@ -1318,7 +1476,7 @@ type CompleteCheckpointCommand struct {
 
 func (x *CompleteCheckpointCommand) Reset() {
 	*x = CompleteCheckpointCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1488,7 @@ func (x *CompleteCheckpointCommand) String() string {
 func (*CompleteCheckpointCommand) ProtoMessage() {}
 
 func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1501,7 @@ func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCheckpointCommand.ProtoReflect.Descriptor instead.
 func (*CompleteCheckpointCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CompleteCheckpointCommand) GetCheckpoint() *CheckpointRecord {
@@ -1373,7 +1531,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1543,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1556,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -1446,7 +1604,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1616,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1629,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -1497,7 +1655,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1667,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1680,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaveRequest) GetNodeId() string {
@@ -1540,7 +1698,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1710,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1723,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{22}
 }
 
 type ClusterRequest struct {
@@ -1576,7 +1734,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1746,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1759,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{23}
 }
 
 type ClusterResponse struct {
@@ -1616,7 +1774,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1786,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1799,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterResponse) GetClusterId() string {
@@ -1683,7 +1841,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1853,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1866,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClusterMember) GetMember() *Member {
@@ -1741,7 +1899,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1911,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1924,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1785,7 +1943,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +1955,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +1968,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1829,7 +1987,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1999,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2012,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1873,7 +2031,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2043,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2056,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -1917,7 +2075,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2087,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2100,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1957,13 +2115,14 @@ type GetJobResponse struct {
 	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	Assignments   []*SlotAssignment      `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
 	Checkpoints   []*CheckpointRecord    `protobuf:"bytes,3,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Tasks         []*TaskStatus          `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2134,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2147,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2012,6 +2171,13 @@ func (x *GetJobResponse) GetCheckpoints() []*CheckpointRecord {
 	return nil
 }
 
+func (x *GetJobResponse) GetTasks() []*TaskStatus {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 type ListJobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2020,7 +2186,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2198,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2211,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{32}
 }
 
 type ListJobsResponse struct {
@@ -2057,7 +2223,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2235,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2248,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{31}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2104,7 +2270,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2282,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2295,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{32}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2170,7 +2336,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2348,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2361,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{33}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
@@ -2225,7 +2391,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2403,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2416,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{34}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -2285,7 +2451,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2463,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2476,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{35}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2328,7 +2494,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2506,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2519,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{36}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{38}
 }
 
 type ListWorkersResponse struct {
@@ -2366,7 +2532,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2544,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2557,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{37}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2416,7 +2582,7 @@ type OverviewRequest struct {
 
 func (x *OverviewRequest) Reset() {
 	*x = OverviewRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2594,7 @@ func (x *OverviewRequest) String() string {
 func (*OverviewRequest) ProtoMessage() {}
 
 func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2607,7 @@ func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewRequest.ProtoReflect.Descriptor instead.
 func (*OverviewRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{38}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
 }
 
 type OverviewResponse struct {
@@ -2462,7 +2628,7 @@ type OverviewResponse struct {
 
 func (x *OverviewResponse) Reset() {
 	*x = OverviewResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2640,7 @@ func (x *OverviewResponse) String() string {
 func (*OverviewResponse) ProtoMessage() {}
 
 func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2653,7 @@ func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewResponse.ProtoReflect.Descriptor instead.
 func (*OverviewResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OverviewResponse) GetWorkers() uint32 {
@@ -2577,7 +2743,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2755,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2768,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskStatus) GetJobId() string {
@@ -2665,7 +2831,7 @@ type ReportTasksRequest struct {
 
 func (x *ReportTasksRequest) Reset() {
 	*x = ReportTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2843,7 @@ func (x *ReportTasksRequest) String() string {
 func (*ReportTasksRequest) ProtoMessage() {}
 
 func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2856,7 @@ func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
 func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReportTasksRequest) GetWorkerId() string {
@@ -2722,7 +2888,7 @@ type ReportTasksResponse struct {
 
 func (x *ReportTasksResponse) Reset() {
 	*x = ReportTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2900,7 @@ func (x *ReportTasksResponse) String() string {
 func (*ReportTasksResponse) ProtoMessage() {}
 
 func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2913,7 @@ func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
 func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
 }
 
 type TaskRef struct {
@@ -2760,7 +2926,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2938,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2951,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskRef) GetChain() uint32 {
@@ -2813,7 +2979,7 @@ type TaskPlacement struct {
 
 func (x *TaskPlacement) Reset() {
 	*x = TaskPlacement{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +2991,7 @@ func (x *TaskPlacement) String() string {
 func (*TaskPlacement) ProtoMessage() {}
 
 func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3004,7 @@ func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskPlacement.ProtoReflect.Descriptor instead.
 func (*TaskPlacement) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskPlacement) GetChain() uint32 {
@@ -2875,7 +3041,7 @@ type PrepareJobRequest struct {
 
 func (x *PrepareJobRequest) Reset() {
 	*x = PrepareJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +3053,7 @@ func (x *PrepareJobRequest) String() string {
 func (*PrepareJobRequest) ProtoMessage() {}
 
 func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +3066,7 @@ func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobRequest.ProtoReflect.Descriptor instead.
 func (*PrepareJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PrepareJobRequest) GetJobId() string {
@@ -2948,7 +3114,7 @@ type PrepareJobResponse struct {
 
 func (x *PrepareJobResponse) Reset() {
 	*x = PrepareJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3126,7 @@ func (x *PrepareJobResponse) String() string {
 func (*PrepareJobResponse) ProtoMessage() {}
 
 func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3139,7 @@ func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobResponse.ProtoReflect.Descriptor instead.
 func (*PrepareJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PrepareJobResponse) GetDataAddr() string {
@@ -3005,7 +3171,7 @@ type DeployTasksRequest struct {
 
 func (x *DeployTasksRequest) Reset() {
 	*x = DeployTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3183,7 @@ func (x *DeployTasksRequest) String() string {
 func (*DeployTasksRequest) ProtoMessage() {}
 
 func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3196,7 @@ func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksRequest.ProtoReflect.Descriptor instead.
 func (*DeployTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DeployTasksRequest) GetJobId() string {
@@ -3090,7 +3256,7 @@ type DeployTasksResponse struct {
 
 func (x *DeployTasksResponse) Reset() {
 	*x = DeployTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3268,7 @@ func (x *DeployTasksResponse) String() string {
 func (*DeployTasksResponse) ProtoMessage() {}
 
 func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3281,7 @@ func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksResponse.ProtoReflect.Descriptor instead.
 func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
 type CancelTasksRequest struct {
@@ -3128,7 +3294,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3306,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3319,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3178,7 +3344,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3356,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3369,7 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
 }
 
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
@@ -3226,7 +3392,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x06config\x18\b \x03(\v2\x1c.eddy.v1.JobSpec.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x02\n" +
 	"\x03Job\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.eddy.v1.JobSpecR\x04spec\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.eddy.v1.JobStatusR\x06status\x12#\n" +
@@ -3234,7 +3400,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x0fsubmitted_at_ms\x18\x04 \x01(\x03R\rsubmittedAtMs\x12\"\n" +
 	"\rupdated_at_ms\x18\x05 \x01(\x03R\vupdatedAtMs\x12!\n" +
 	"\fcreate_index\x18\x06 \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\a \x01(\x04R\vmodifyIndex\"\xaa\x02\n" +
+	"\fmodify_index\x18\a \x01(\x04R\vmodifyIndex\x12\x18\n" +
+	"\aattempt\x18\b \x01(\x04R\aattempt\"\xaa\x02\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3299,7 +3466,18 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x05at_ms\x18\x03 \x01(\x03R\x04atMs\"A\n" +
 	"\x13ReleaseSlotsCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x13\n" +
-	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\"n\n" +
+	"\x05at_ms\x18\x02 \x01(\x03R\x04atMs\"p\n" +
+	"\x12UpdateTasksCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12)\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\xcf\x01\n" +
+	"\x13StartAttemptCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12*\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x12.eddy.v1.JobStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x13\n" +
+	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12.\n" +
+	"\bexpected\x18\x06 \x03(\x0e2\x12.eddy.v1.JobStatusR\bexpected\"n\n" +
 	"\x19CompleteCheckpointCommand\x129\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x19.eddy.v1.CheckpointRecordR\n" +
@@ -3339,11 +3517,12 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x11CancelJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.eddy.v1.JobR\x03job\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xa8\x01\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xd3\x01\n" +
 	"\x0eGetJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.eddy.v1.JobR\x03job\x129\n" +
 	"\vassignments\x18\x02 \x03(\v2\x17.eddy.v1.SlotAssignmentR\vassignments\x12;\n" +
-	"\vcheckpoints\x18\x03 \x03(\v2\x19.eddy.v1.CheckpointRecordR\vcheckpoints\"\x11\n" +
+	"\vcheckpoints\x18\x03 \x03(\v2\x19.eddy.v1.CheckpointRecordR\vcheckpoints\x12)\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\x11\n" +
 	"\x0fListJobsRequest\"4\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.eddy.v1.JobR\x04jobs\"\x85\x01\n" +
@@ -3489,7 +3668,7 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 }
 
 var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                    // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                 // 1: eddy.v1.WorkerStatus
@@ -3510,48 +3689,50 @@ var file_eddypb_controlplane_proto_goTypes = []any{
 	(*UpdateWorkerStatusCommand)(nil), // 16: eddy.v1.UpdateWorkerStatusCommand
 	(*AssignSlotsCommand)(nil),        // 17: eddy.v1.AssignSlotsCommand
 	(*ReleaseSlotsCommand)(nil),       // 18: eddy.v1.ReleaseSlotsCommand
-	(*CompleteCheckpointCommand)(nil), // 19: eddy.v1.CompleteCheckpointCommand
-	(*JoinRequest)(nil),               // 20: eddy.v1.JoinRequest
-	(*JoinResponse)(nil),              // 21: eddy.v1.JoinResponse
-	(*LeaveRequest)(nil),              // 22: eddy.v1.LeaveRequest
-	(*LeaveResponse)(nil),             // 23: eddy.v1.LeaveResponse
-	(*ClusterRequest)(nil),            // 24: eddy.v1.ClusterRequest
-	(*ClusterResponse)(nil),           // 25: eddy.v1.ClusterResponse
-	(*ClusterMember)(nil),             // 26: eddy.v1.ClusterMember
-	(*SubmitJobRequest)(nil),          // 27: eddy.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 28: eddy.v1.SubmitJobResponse
-	(*CancelJobRequest)(nil),          // 29: eddy.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 30: eddy.v1.CancelJobResponse
-	(*GetJobRequest)(nil),             // 31: eddy.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 32: eddy.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 33: eddy.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 34: eddy.v1.ListJobsResponse
-	(*RegisterWorkerRequest)(nil),     // 35: eddy.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),    // 36: eddy.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),          // 37: eddy.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),         // 38: eddy.v1.HeartbeatResponse
-	(*ListWorkersRequest)(nil),        // 39: eddy.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),       // 40: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),           // 41: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),          // 42: eddy.v1.OverviewResponse
-	(*TaskStatus)(nil),                // 43: eddy.v1.TaskStatus
-	(*ReportTasksRequest)(nil),        // 44: eddy.v1.ReportTasksRequest
-	(*ReportTasksResponse)(nil),       // 45: eddy.v1.ReportTasksResponse
-	(*TaskRef)(nil),                   // 46: eddy.v1.TaskRef
-	(*TaskPlacement)(nil),             // 47: eddy.v1.TaskPlacement
-	(*PrepareJobRequest)(nil),         // 48: eddy.v1.PrepareJobRequest
-	(*PrepareJobResponse)(nil),        // 49: eddy.v1.PrepareJobResponse
-	(*DeployTasksRequest)(nil),        // 50: eddy.v1.DeployTasksRequest
-	(*DeployTasksResponse)(nil),       // 51: eddy.v1.DeployTasksResponse
-	(*CancelTasksRequest)(nil),        // 52: eddy.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),       // 53: eddy.v1.CancelTasksResponse
-	nil,                               // 54: eddy.v1.JobSpec.ConfigEntry
-	nil,                               // 55: eddy.v1.PrepareJobRequest.ConfigEntry
-	nil,                               // 56: eddy.v1.DeployTasksRequest.ConfigEntry
+	(*UpdateTasksCommand)(nil),        // 19: eddy.v1.UpdateTasksCommand
+	(*StartAttemptCommand)(nil),       // 20: eddy.v1.StartAttemptCommand
+	(*CompleteCheckpointCommand)(nil), // 21: eddy.v1.CompleteCheckpointCommand
+	(*JoinRequest)(nil),               // 22: eddy.v1.JoinRequest
+	(*JoinResponse)(nil),              // 23: eddy.v1.JoinResponse
+	(*LeaveRequest)(nil),              // 24: eddy.v1.LeaveRequest
+	(*LeaveResponse)(nil),             // 25: eddy.v1.LeaveResponse
+	(*ClusterRequest)(nil),            // 26: eddy.v1.ClusterRequest
+	(*ClusterResponse)(nil),           // 27: eddy.v1.ClusterResponse
+	(*ClusterMember)(nil),             // 28: eddy.v1.ClusterMember
+	(*SubmitJobRequest)(nil),          // 29: eddy.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 30: eddy.v1.SubmitJobResponse
+	(*CancelJobRequest)(nil),          // 31: eddy.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 32: eddy.v1.CancelJobResponse
+	(*GetJobRequest)(nil),             // 33: eddy.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 34: eddy.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 35: eddy.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 36: eddy.v1.ListJobsResponse
+	(*RegisterWorkerRequest)(nil),     // 37: eddy.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),    // 38: eddy.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),          // 39: eddy.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),         // 40: eddy.v1.HeartbeatResponse
+	(*ListWorkersRequest)(nil),        // 41: eddy.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),       // 42: eddy.v1.ListWorkersResponse
+	(*OverviewRequest)(nil),           // 43: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),          // 44: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                // 45: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),        // 46: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),       // 47: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                   // 48: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),             // 49: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),         // 50: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),        // 51: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),        // 52: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),       // 53: eddy.v1.DeployTasksResponse
+	(*CancelTasksRequest)(nil),        // 54: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),       // 55: eddy.v1.CancelTasksResponse
+	nil,                               // 56: eddy.v1.JobSpec.ConfigEntry
+	nil,                               // 57: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                               // 58: eddy.v1.DeployTasksRequest.ConfigEntry
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
 	3,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	54, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	56, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
 	4,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
 	0,  // 3: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
 	1,  // 4: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
@@ -3562,61 +3743,65 @@ var file_eddypb_controlplane_proto_depIdxs = []int32{
 	6,  // 9: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
 	1,  // 10: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
 	7,  // 11: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
-	9,  // 12: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
-	26, // 13: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
-	8,  // 14: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
-	4,  // 15: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
-	5,  // 16: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
-	5,  // 17: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
-	5,  // 18: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
-	7,  // 19: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	9,  // 20: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
-	5,  // 21: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
-	43, // 22: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	6,  // 23: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
-	7,  // 24: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	2,  // 25: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
-	43, // 26: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
-	3,  // 27: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	55, // 28: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
-	46, // 29: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
-	47, // 30: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	56, // 31: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	48, // 32: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	50, // 33: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	52, // 34: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	20, // 35: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	22, // 36: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	24, // 37: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	41, // 38: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	27, // 39: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	29, // 40: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	31, // 41: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	33, // 42: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	35, // 43: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	37, // 44: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	39, // 45: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	44, // 46: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	49, // 47: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	51, // 48: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	53, // 49: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	21, // 50: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	23, // 51: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	25, // 52: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	42, // 53: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	28, // 54: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	30, // 55: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	32, // 56: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	34, // 57: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	36, // 58: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	38, // 59: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	40, // 60: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	45, // 61: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	47, // [47:62] is the sub-list for method output_type
-	32, // [32:47] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	45, // 12: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
+	0,  // 13: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
+	0,  // 14: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
+	9,  // 15: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
+	28, // 16: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
+	8,  // 17: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
+	4,  // 18: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
+	5,  // 19: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
+	5,  // 20: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
+	5,  // 21: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
+	7,  // 22: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	9,  // 23: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
+	45, // 24: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
+	5,  // 25: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
+	45, // 26: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
+	6,  // 27: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
+	7,  // 28: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	2,  // 29: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	45, // 30: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	3,  // 31: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	57, // 32: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	48, // 33: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	49, // 34: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	58, // 35: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	50, // 36: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	52, // 37: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	54, // 38: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	22, // 39: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	24, // 40: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	26, // 41: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	43, // 42: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	29, // 43: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	31, // 44: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	33, // 45: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	35, // 46: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	37, // 47: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	39, // 48: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	41, // 49: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	46, // 50: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	51, // 51: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	53, // 52: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	55, // 53: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	23, // 54: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	25, // 55: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	27, // 56: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	44, // 57: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	30, // 58: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	32, // 59: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	34, // 60: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	36, // 61: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	38, // 62: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	40, // 63: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	42, // 64: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	47, // 65: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -3630,7 +3815,7 @@ func file_eddypb_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   54,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
