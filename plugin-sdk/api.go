@@ -1,0 +1,131 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+)
+
+// Codec encodes and decodes the records of one type. The SDK picks one for
+// every stream by its type; a type may choose its own encoding by
+// implementing codec's MarshalEddy and UnmarshalEddy methods.
+type Codec[T any] = codec.Codec[T]
+
+// Collector receives the records a function emits. It is valid only during
+// the call it was passed to.
+type Collector[T any] interface {
+	Collect(v T)
+}
+
+// Split is one independently readable part of a source (a file, a range of
+// a sequence, a partition) with its position. Sources encode their position
+// in State so that a checkpoint can store it and a restore resume from it.
+type Split struct {
+	ID    string
+	State []byte
+}
+
+// SourceContext tells a source where it runs.
+type SourceContext interface {
+	// Subtask is the index of the source subtask, from 0.
+	Subtask() int
+	// Parallelism is the number of source subtasks.
+	Parallelism() int
+}
+
+// Source is a parallel source of records. Splits is called once per job
+// attempt, on one subtask; the splits are assigned round robin to the
+// source's subtasks, each of which opens a Reader over its share.
+type Source[T any] interface {
+	Splits(ctx context.Context, sc SourceContext) ([]Split, error)
+	Open(ctx context.Context, sc SourceContext, splits []Split) (Reader[T], error)
+}
+
+// ReadStatus says what a Reader has left after a call to Read.
+type ReadStatus int
+
+// The states of a reader.
+const (
+	// More means more records are available now: call Read again.
+	More ReadStatus = iota
+	// Idle means no record is available now; the runtime calls Read again
+	// after a short pause, flushing buffered output meanwhile.
+	Idle
+	// Done means every split is exhausted: the source subtask ends.
+	Done
+)
+
+// Reader reads the splits of one source subtask. Read, Snapshot and Close
+// are called from one goroutine.
+type Reader[T any] interface {
+	// Read emits a batch of records (a few hundred is a good size) to out.
+	Read(ctx context.Context, out Collector[T]) (ReadStatus, error)
+	// Snapshot returns the splits with their current positions.
+	Snapshot() ([]Split, error)
+	Close() error
+}
+
+// SinkContext tells a sink where it runs.
+type SinkContext interface {
+	Subtask() int
+	Parallelism() int
+}
+
+// Sink consumes the records of a stream. Every sink subtask opens a Writer.
+type Sink[T any] interface {
+	Open(ctx context.Context, sc SinkContext) (Writer[T], error)
+}
+
+// Writer writes the records of one sink subtask. Its methods are called
+// from one goroutine. Flush is called when the input is idle and before
+// Close, which is called once at the end of input.
+type Writer[T any] interface {
+	Write(ctx context.Context, v T) error
+	Flush(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
+// RuntimeContext tells a function where it runs and gives it access to
+// keyed state (see NewValueState and the other state constructors).
+type RuntimeContext interface {
+	// Subtask is the index of this parallel instance, from 0.
+	Subtask() int
+	// Parallelism is the number of parallel instances of the operator.
+	Parallelism() int
+	// JobName is the name of the job.
+	JobName() string
+	state() *keyedBackend
+}
+
+// Opener is implemented by functions that need to set up before the first
+// record, such as registering keyed state.
+type Opener interface {
+	Open(ctx RuntimeContext) error
+}
+
+// Closer is implemented by functions that release resources at the end.
+type Closer interface {
+	Close() error
+}
+
+// KeyedContext is what a keyed process function sees of the current record.
+type KeyedContext[K comparable] interface {
+	RuntimeContext
+	// Key is the key of the record being processed.
+	Key() K
+}
+
+// KeyedProcessFunction processes the records of a keyed stream one by one,
+// with keyed state scoped to the record's key. Implement Opener to create
+// the state handles, and Closer to release resources.
+type KeyedProcessFunction[K comparable, IN, OUT any] interface {
+	ProcessElement(ctx KeyedContext[K], in IN, out Collector[OUT]) error
+}
+
+// ProcessFunc adapts a function to a KeyedProcessFunction.
+type ProcessFunc[K comparable, IN, OUT any] func(ctx KeyedContext[K], in IN, out Collector[OUT]) error
+
+// ProcessElement calls f.
+func (f ProcessFunc[K, IN, OUT]) ProcessElement(ctx KeyedContext[K], in IN, out Collector[OUT]) error {
+	return f(ctx, in, out)
+}

@@ -1,0 +1,304 @@
+// Package engine is the task runtime of the SDK: it turns a job's vertices
+// into chains of typed operators, runs one goroutine per task, moves record
+// batches between tasks through an Exchange with credit-based flow control,
+// and merges end-of-input and watermarks over a task's input channels.
+//
+// The engine is typed only at its edges: the sdk package supplies, for every
+// vertex, closures created where the record types are known (Build, the
+// stream's Type). Per record there is no reflection and no boxing.
+//
+// It must not depend on the control plane or the worker.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
+)
+
+// Output receives the records and events of one stream inside a task. The
+// calls come from the task's goroutine only.
+type Output[T any] interface {
+	// Process handles one record.
+	Process(v T) error
+	// Watermark says no record older than ts will follow on this input.
+	Watermark(ts int64) error
+	// End says the input has ended: flush and pass End on.
+	End() error
+}
+
+// EventKind tells events apart.
+type EventKind uint8
+
+// The kinds of events that travel with the records.
+const (
+	EventWatermark EventKind = iota + 1
+	EventBarrier
+	EventEnd
+)
+
+// Event is a control event in a channel, in order with the records.
+type Event struct {
+	Kind  EventKind
+	Value int64
+}
+
+// Partitioning aliases the wire enum.
+type Partitioning = pluginpb.Partitioning
+
+// Edge is one input of a vertex.
+type Edge struct {
+	From         *Vertex
+	Partitioning Partitioning
+	// KeyGroup, for hash edges, returns a function from a record of the
+	// producing vertex's type to its key group. It is called once per task,
+	// so that the function may own a scratch buffer.
+	KeyGroup func(maxParallelism int) any
+}
+
+// Operator is one subtask's instance of a vertex.
+type Operator struct {
+	// Inputs are Output[IN] values, one per input edge of the vertex.
+	Inputs []any
+	// Run drives a source: it emits until the input ends or ctx is done.
+	// It is nil for operators driven by their inputs.
+	Run func(ctx context.Context, idle func()) error
+	// Close releases the operator's resources after the task ends.
+	Close func() error
+}
+
+// Vertex is one operator of the job graph.
+type Vertex struct {
+	ID          int
+	UID         string
+	Name        string
+	Kind        string
+	Parallelism int // 0: the job's default
+	Inputs      []Edge
+	Stateful    bool
+	// Out describes the type of the records the vertex emits; nil for sinks.
+	Out *Type
+	// Build creates the operator of one subtask; out is an Output[OUT] of
+	// the vertex's output type, or nil for a sink.
+	Build func(tc *TaskContext, out any) (*Operator, error)
+}
+
+// TaskContext is what an operator learns of its task when it is built.
+type TaskContext struct {
+	JobName        string
+	Vertex         *Vertex
+	Subtask        int
+	Parallelism    int
+	MaxParallelism int
+	KeyGroups      keygroup.Range
+	// Ctx is cancelled when the task must stop.
+	Ctx context.Context
+
+	task *task
+}
+
+// BatchSize is the size at which an output batch is sent.
+const BatchSize = 32 << 10
+
+// Type carries what the engine needs to know of a record type T without
+// being generic itself. TypeOf builds it.
+type Type struct {
+	Name string
+	// newEncoder returns an Output[T] that encodes records into batches for
+	// the channels of one edge.
+	newEncoder func(tc *TaskContext, chans []ChannelWriter, e *Edge, consumerParallelism int) (flushOutput, error)
+	// newDecoder returns a function that decodes a batch of T and feeds
+	// next, an Output[T].
+	newDecoder func(next any) func(b []byte, count int) error
+	// fanOut returns an Output[T] that passes everything to all outs.
+	fanOut func(outs []any) any
+	// discard returns an Output[T] that drops records.
+	discard func() any
+}
+
+// flushOutput is an encoder: an Output[T] (boxed) that can flush.
+type flushOutput struct {
+	out   any
+	flush func() error
+}
+
+// TypeOf describes the record type T, encoded with c.
+func TypeOf[T any](c codec.Codec[T]) *Type {
+	var zero T
+	return &Type{
+		Name: fmt.Sprintf("%T", zero),
+		newEncoder: func(tc *TaskContext, chans []ChannelWriter, e *Edge, consumerP int) (flushOutput, error) {
+			enc := &encoder[T]{ctx: tc.Ctx, codec: c, chans: chans, bufs: make([][]byte, len(chans)), counts: make([]int, len(chans))}
+			switch e.Partitioning {
+			case pluginpb.Partitioning_PARTITIONING_FORWARD:
+				if len(chans) != 1 {
+					return flushOutput{}, fmt.Errorf("forward edge with %d channels", len(chans))
+				}
+			case pluginpb.Partitioning_PARTITIONING_HASH:
+				kg, ok := e.KeyGroup(tc.MaxParallelism).(func(T) int)
+				if !ok {
+					return flushOutput{}, fmt.Errorf("hash edge from %s: key function of the wrong type", e.From.Name)
+				}
+				enc.keyGroup, enc.maxP, enc.consumerP = kg, tc.MaxParallelism, consumerP
+			case pluginpb.Partitioning_PARTITIONING_REBALANCE:
+				enc.next = tc.Subtask % max(len(chans), 1)
+			case pluginpb.Partitioning_PARTITIONING_BROADCAST:
+			default:
+				return flushOutput{}, fmt.Errorf("unknown partitioning %v", e.Partitioning)
+			}
+			enc.part = e.Partitioning
+			return flushOutput{out: Output[T](enc), flush: enc.flush}, nil
+		},
+		newDecoder: func(next any) func(b []byte, count int) error {
+			out := next.(Output[T])
+			return func(b []byte, count int) error {
+				for range count {
+					v, n, err := c.Decode(b)
+					if err != nil {
+						return fmt.Errorf("decode %T: %w", v, err)
+					}
+					b = b[n:]
+					if err := out.Process(v); err != nil {
+						return err
+					}
+				}
+				if len(b) != 0 {
+					return fmt.Errorf("decode batch: %d bytes left over", len(b))
+				}
+				return nil
+			}
+		},
+		fanOut: func(outs []any) any {
+			typed := make([]Output[T], len(outs))
+			for i, o := range outs {
+				typed[i] = o.(Output[T])
+			}
+			return Output[T](fanOut[T](typed))
+		},
+		discard: func() any { return Output[T](discard[T]{}) },
+	}
+}
+
+type fanOut[T any] []Output[T]
+
+func (f fanOut[T]) Process(v T) error {
+	for _, o := range f {
+		if err := o.Process(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanOut[T]) Watermark(ts int64) error {
+	for _, o := range f {
+		if err := o.Watermark(ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f fanOut[T]) End() error {
+	var errs []error
+	for _, o := range f {
+		errs = append(errs, o.End())
+	}
+	return errors.Join(errs...)
+}
+
+type discard[T any] struct{}
+
+func (discard[T]) Process(T) error       { return nil }
+func (discard[T]) Watermark(int64) error { return nil }
+func (discard[T]) End() error            { return nil }
+
+// encoder is the Output[T] at the end of a chain for one outgoing edge: it
+// encodes records into one batch per channel and sends a batch when it is
+// full, when the task is idle (flush) and before every event.
+type encoder[T any] struct {
+	ctx    context.Context
+	codec  codec.Codec[T]
+	chans  []ChannelWriter
+	bufs   [][]byte
+	counts []int
+	part   Partitioning
+
+	keyGroup  func(T) int
+	maxP      int
+	consumerP int
+	next      int
+}
+
+func (e *encoder[T]) Process(v T) error {
+	switch e.part {
+	case pluginpb.Partitioning_PARTITIONING_FORWARD:
+		return e.add(0, v)
+	case pluginpb.Partitioning_PARTITIONING_HASH:
+		return e.add(keygroup.Subtask(e.keyGroup(v), e.maxP, e.consumerP), v)
+	case pluginpb.Partitioning_PARTITIONING_REBALANCE:
+		i := e.next
+		e.next = (e.next + 1) % len(e.chans)
+		return e.add(i, v)
+	default:
+		for i := range e.chans {
+			if err := e.add(i, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func (e *encoder[T]) add(i int, v T) error {
+	e.bufs[i] = e.codec.Append(e.bufs[i], v)
+	e.counts[i]++
+	if len(e.bufs[i]) >= BatchSize {
+		return e.send(i)
+	}
+	return nil
+}
+
+func (e *encoder[T]) send(i int) error {
+	if e.counts[i] == 0 {
+		return nil
+	}
+	if err := e.chans[i].WriteBatch(e.ctx, e.bufs[i], e.counts[i]); err != nil {
+		return err
+	}
+	e.bufs[i] = e.bufs[i][:0]
+	e.counts[i] = 0
+	return nil
+}
+
+func (e *encoder[T]) flush() error {
+	for i := range e.chans {
+		if err := e.send(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *encoder[T]) event(ev Event) error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	for _, c := range e.chans {
+		if err := c.WriteEvent(e.ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *encoder[T]) Watermark(ts int64) error { return e.event(Event{Kind: EventWatermark, Value: ts}) }
+func (e *encoder[T]) End() error               { return e.event(Event{Kind: EventEnd}) }
+
+// idleBackoff bounds how long a source waits when it has nothing to read.
+const idleBackoff = 20 * time.Millisecond

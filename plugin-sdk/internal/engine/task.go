@@ -1,0 +1,395 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+)
+
+// FlushInterval bounds how long a record may wait in a partly filled batch
+// while its task is busy.
+var FlushInterval = 5 * time.Millisecond
+
+// TaskState is the life cycle of a task.
+type TaskState int
+
+// The task states, in order.
+const (
+	TaskDeploying TaskState = iota + 1
+	TaskRunning
+	TaskFinished
+	TaskCanceled
+	TaskFailed
+)
+
+func (s TaskState) String() string {
+	switch s {
+	case TaskDeploying:
+		return "DEPLOYING"
+	case TaskRunning:
+		return "RUNNING"
+	case TaskFinished:
+		return "FINISHED"
+	case TaskCanceled:
+		return "CANCELED"
+	case TaskFailed:
+		return "FAILED"
+	}
+	return fmt.Sprintf("TaskState(%d)", int(s))
+}
+
+// Executor runs tasks of one attempt of a job.
+type Executor struct {
+	Plan     *Plan
+	JobID    string
+	Attempt  uint64
+	Exchange Exchange
+	// OnState, if set, is told of every task state change. It must not block.
+	OnState func(k TaskKey, s TaskState, err error)
+}
+
+// Run runs the given tasks until all end. The first failure cancels the
+// other tasks and is returned.
+func (x *Executor) Run(ctx context.Context, tasks []TaskKey) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	type built struct {
+		t   *task
+		err error
+	}
+	// Gates are registered before any task opens its outputs, so that
+	// producers find their local consumers.
+	ts := make([]*task, len(tasks))
+	for i, k := range tasks {
+		if k.Chain < 0 || k.Chain >= len(x.Plan.Chains) {
+			return fmt.Errorf("task %s: no chain %d", k, k.Chain)
+		}
+		c := x.Plan.Chains[k.Chain]
+		if k.Subtask < 0 || k.Subtask >= c.Parallelism {
+			return fmt.Errorf("task %s: chain %d has parallelism %d", k, k.Chain, c.Parallelism)
+		}
+		ts[i] = &task{x: x, key: k, chain: c}
+		ts[i].gate = NewGate(ts[i].expectedChannels())
+		unregister := x.Exchange.Register(k, ts[i].gate)
+		defer unregister()
+		x.state(k, TaskDeploying, nil)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ts))
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := t.run(ctx)
+			if err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("task %s (%s) failed: %w", t.key, t.chain.Name(), err))
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return ctx.Err()
+}
+
+func (x *Executor) state(k TaskKey, s TaskState, err error) {
+	if x.OnState != nil {
+		x.OnState(k, s, err)
+	}
+}
+
+type task struct {
+	x     *Executor
+	key   TaskKey
+	chain *Chain
+	gate  *Gate
+
+	ops       []*Operator
+	decoders  []func([]byte, int) error
+	head      *Operator
+	onIdle    []func() error
+	lastFlush time.Time
+}
+
+func (t *task) expectedChannels() map[ChannelKey]int {
+	exp := map[ChannelKey]int{}
+	for _, in := range t.chain.Inputs {
+		k := ChannelKey{JobID: t.key.JobID, Attempt: t.key.Attempt, FromChain: in.From.ID,
+			ToChain: t.chain.ID, ToSubtask: t.key.Subtask, ToVertex: in.To.ID, ToInput: in.Input}
+		if in.Forwarded {
+			k.FromSubtask = t.key.Subtask
+			exp[k] = in.Input
+			continue
+		}
+		for s := range in.From.Parallelism {
+			k.FromSubtask = s
+			exp[k] = in.Input
+		}
+	}
+	return exp
+}
+
+func (t *task) taskContext(ctx context.Context, v *Vertex) *TaskContext {
+	return &TaskContext{
+		JobName: t.x.Plan.JobName, Vertex: v, Subtask: t.key.Subtask, Parallelism: v.Parallelism,
+		MaxParallelism: t.x.Plan.MaxParallelism,
+		KeyGroups:      keygroup.For(t.key.Subtask, t.x.Plan.MaxParallelism, v.Parallelism),
+		Ctx:            ctx, task: t,
+	}
+}
+
+// OnIdle registers f to run whenever the task is idle or FlushInterval has
+// passed: outputs flush their batches, sinks their writers.
+func (tc *TaskContext) OnIdle(f func() error) {
+	if tc.task != nil {
+		tc.task.onIdle = append(tc.task.onIdle, f)
+	}
+}
+
+// MaybeFlush runs the idle hooks if FlushInterval has passed since they
+// last ran. Sources call it between reads.
+func (tc *TaskContext) MaybeFlush() error {
+	if tc.task == nil {
+		return nil
+	}
+	return tc.task.maybeFlush()
+}
+
+// Idle runs the idle hooks now.
+func (tc *TaskContext) Idle() error {
+	if tc.task == nil {
+		return nil
+	}
+	return tc.task.idle()
+}
+
+func (t *task) idle() error {
+	t.lastFlush = time.Now()
+	for _, f := range t.onIdle {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *task) maybeFlush() error {
+	if time.Since(t.lastFlush) < FlushInterval {
+		return nil
+	}
+	return t.idle()
+}
+
+// build creates the chain's operators from the tail to the head, wiring
+// each vertex's output to its chained successor and to encoders for the
+// edges that leave the chain.
+func (t *task) build(ctx context.Context) error {
+	plan := t.x.Plan
+	var next any // Output of the chained successor's first input
+	for i := len(t.chain.Vertices) - 1; i >= 0; i-- {
+		v := t.chain.Vertices[i]
+		tc := t.taskContext(ctx, v)
+		var outs []any
+		if next != nil {
+			outs = append(outs, next)
+		}
+		for _, c := range plan.Consumers(v) {
+			enc, err := t.openEncoder(ctx, tc, v, c)
+			if err != nil {
+				return err
+			}
+			outs = append(outs, enc)
+		}
+		var out any
+		switch {
+		case v.Out == nil:
+		case len(outs) == 0:
+			out = v.Out.discard()
+		case len(outs) == 1:
+			out = outs[0]
+		default:
+			out = v.Out.fanOut(outs)
+		}
+		op, err := v.Build(tc, out)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", v.Name, err)
+		}
+		t.ops = append(t.ops, op)
+		if i > 0 {
+			if len(op.Inputs) != 1 {
+				return fmt.Errorf("chained operator %s has %d inputs", v.Name, len(op.Inputs))
+			}
+			next = op.Inputs[0]
+		} else {
+			t.head = op
+		}
+	}
+	head := t.chain.Vertices[0]
+	t.decoders = make([]func([]byte, int) error, len(head.Inputs))
+	for k, e := range head.Inputs {
+		if k >= len(t.head.Inputs) {
+			return fmt.Errorf("operator %s built %d inputs, has %d edges", head.Name, len(t.head.Inputs), len(head.Inputs))
+		}
+		t.decoders[k] = e.From.Out.newDecoder(t.head.Inputs[k])
+	}
+	return nil
+}
+
+func (t *task) openEncoder(ctx context.Context, tc *TaskContext, v *Vertex, c ChainInput) (any, error) {
+	k := ChannelKey{JobID: t.key.JobID, Attempt: t.key.Attempt, FromChain: t.chain.ID, FromSubtask: t.key.Subtask,
+		ToVertex: c.To.ID, ToInput: c.Input}
+	consumer := t.x.Plan.ChainOf(c.To)
+	k.ToChain = consumer.ID
+	var chans []ChannelWriter
+	targets := []int{t.key.Subtask}
+	if !c.Forwarded {
+		targets = targets[:0]
+		for s := range consumer.Parallelism {
+			targets = append(targets, s)
+		}
+	}
+	for _, s := range targets {
+		k.ToSubtask = s
+		w, err := t.x.Exchange.Open(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("open channel to %s subtask %d: %w", c.To.Name, s, err)
+		}
+		chans = append(chans, w)
+	}
+	enc, err := v.Out.newEncoder(tc, chans, c.Edge, consumer.Parallelism)
+	if err != nil {
+		return nil, err
+	}
+	t.onIdle = append(t.onIdle, enc.flush)
+	return enc.out, nil
+}
+
+func (t *task) run(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+		for _, op := range t.ops {
+			if op.Close != nil {
+				if cerr := op.Close(); cerr != nil && err == nil {
+					err = cerr
+				}
+			}
+		}
+		switch {
+		case err == nil:
+			t.x.state(t.key, TaskFinished, nil)
+		case ctx.Err() != nil:
+			t.x.state(t.key, TaskCanceled, nil)
+		default:
+			t.x.state(t.key, TaskFailed, err)
+		}
+	}()
+	if err := t.build(ctx); err != nil {
+		return err
+	}
+	t.x.state(t.key, TaskRunning, nil)
+	t.lastFlush = time.Now()
+	if t.head.Run != nil {
+		return t.head.Run(ctx, func() { _ = t.idle() })
+	}
+	return t.consume(ctx)
+}
+
+// consume processes the gate's messages until every input channel ended.
+func (t *task) consume(ctx context.Context) error {
+	head := t.chain.Vertices[0]
+	type inputState struct {
+		channels, ended int
+		wm              int64
+	}
+	inputs := make([]inputState, len(head.Inputs))
+	for _, in := range t.gate.expected {
+		inputs[in].channels++
+	}
+	for i := range inputs {
+		inputs[i].wm = math.MinInt64
+	}
+	chanWM := map[ChannelKey]int64{} // absent: no watermark yet
+	remaining := len(t.gate.expected)
+	for remaining > 0 {
+		var m message
+		select {
+		case m = <-t.gate.msgs:
+		default:
+			if err := t.idle(); err != nil {
+				return err
+			}
+			select {
+			case m = <-t.gate.msgs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		in := m.ch.Input
+		if m.event == nil {
+			err := t.decoders[in](m.data, m.count)
+			m.done()
+			if err != nil {
+				return err
+			}
+			if err := t.maybeFlush(); err != nil {
+				return err
+			}
+			continue
+		}
+		ev := *m.event
+		m.done()
+		switch ev.Kind {
+		case EventEnd:
+			remaining--
+			chanWM[m.ch.Key] = math.MaxInt64
+			inputs[in].ended++
+			if inputs[in].ended == inputs[in].channels {
+				if err := t.head.Inputs[in].(ender).End(); err != nil {
+					return err
+				}
+				continue
+			}
+		case EventWatermark:
+			if old, ok := chanWM[m.ch.Key]; !ok || ev.Value > old {
+				chanWM[m.ch.Key] = ev.Value
+			}
+		}
+		// A watermark (or an ended channel) may raise the input's minimum.
+		if inputs[in].ended < inputs[in].channels {
+			if wm := t.minWatermark(in, chanWM); wm > inputs[in].wm {
+				inputs[in].wm = wm
+				if err := t.head.Inputs[in].(watermarker).Watermark(wm); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (t *task) minWatermark(input int, chanWM map[ChannelKey]int64) int64 {
+	lowest := int64(math.MaxInt64)
+	for k, in := range t.gate.expected {
+		if in != input {
+			continue
+		}
+		wm, ok := chanWM[k]
+		if !ok {
+			return math.MinInt64
+		}
+		lowest = min(lowest, wm)
+	}
+	return lowest
+}
+
+type ender interface{ End() error }
+type watermarker interface{ Watermark(int64) error }

@@ -1,0 +1,191 @@
+package sdk
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
+)
+
+// Version is the SDK's version, reported to the worker that runs the job.
+const Version = "0.1.0"
+
+// DefaultMaxParallelism is the number of key groups of a job that does not
+// set one: the most parallel instances a keyed operator can ever have.
+const DefaultMaxParallelism = 128
+
+// Job is a job graph under construction. Build it in main and pass it to
+// Main. A Job is not safe for concurrent use.
+type Job struct {
+	name           string
+	vertices       []*engine.Vertex
+	maxParallelism int
+	errs           []error
+	uids           map[string]bool
+}
+
+// NewJob starts an empty job graph.
+func NewJob(name string) *Job {
+	return &Job{name: name, maxParallelism: DefaultMaxParallelism, uids: map[string]bool{}}
+}
+
+// Name returns the job's name.
+func (j *Job) Name() string { return j.name }
+
+// SetMaxParallelism sets the number of key groups: the upper bound of any
+// keyed operator's parallelism. It must not change across savepoints.
+func (j *Job) SetMaxParallelism(n int) *Job {
+	if n < 1 || n > 32768 {
+		j.errs = append(j.errs, fmt.Errorf("max parallelism %d: want 1 to 32768", n))
+		return j
+	}
+	j.maxParallelism = n
+	return j
+}
+
+// Stream is a stream of records of type T in a job graph.
+type Stream[T any] struct {
+	job  *Job
+	v    *engine.Vertex
+	part *engine.Edge // how the next operator reads this stream; nil: forward
+}
+
+// KeyedStream is a stream partitioned by key: every record with one key
+// goes to the same parallel instance, which holds that key's state.
+type KeyedStream[K comparable, T any] struct {
+	Stream[T]
+	key      func(T) K
+	keyCodec codec.Codec[K]
+}
+
+// Option configures an operator.
+type Option func(*options)
+
+type options struct {
+	uid         string
+	name        string
+	parallelism int
+}
+
+// WithUID gives an operator its stable id. State in checkpoints and
+// savepoints is matched to operators by UID, so every stateful operator
+// must have one, and it must not change when the job's code does.
+func WithUID(uid string) Option { return func(o *options) { o.uid = uid } }
+
+// WithName gives an operator a display name (default: its UID or kind).
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithParallelism sets how many parallel instances the operator runs
+// (default: the job's parallelism).
+func WithParallelism(n int) Option { return func(o *options) { o.parallelism = n } }
+
+var uidPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// add registers a vertex producing T.
+func add[T any](j *Job, kind string, stateful bool, inputs []engine.Edge, opts []Option,
+	build func(tc *engine.TaskContext, out any) (*engine.Operator, error)) *Stream[T] {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
+	v := &engine.Vertex{
+		ID: len(j.vertices), UID: o.uid, Name: o.name, Kind: kind, Parallelism: o.parallelism,
+		Inputs: inputs, Stateful: stateful, Build: build,
+	}
+	if v.Name == "" {
+		v.Name = v.UID
+	}
+	if v.Name == "" {
+		v.Name = fmt.Sprintf("%s-%d", kind, v.ID)
+	}
+	switch {
+	case o.uid != "" && !uidPattern.MatchString(o.uid):
+		j.errs = append(j.errs, fmt.Errorf("operator %s: uid %q: want 1-128 letters, digits, '.', '_' or '-'", v.Name, o.uid))
+	case o.uid != "" && j.uids[o.uid]:
+		j.errs = append(j.errs, fmt.Errorf("operator %s: uid %q is used twice", v.Name, o.uid))
+	case o.uid == "" && stateful:
+		j.errs = append(j.errs, fmt.Errorf("operator %s (%s) keeps state and needs a stable uid: add sdk.WithUID(...)", v.Name, kind))
+	}
+	if o.uid != "" {
+		j.uids[o.uid] = true
+	}
+	if o.parallelism < 0 {
+		j.errs = append(j.errs, fmt.Errorf("operator %s: parallelism %d", v.Name, o.parallelism))
+	}
+	for _, in := range inputs {
+		if in.From == nil {
+			j.errs = append(j.errs, fmt.Errorf("operator %s: input from another job or a nil stream", v.Name))
+		}
+	}
+	j.vertices = append(j.vertices, v)
+	s := &Stream[T]{job: j, v: v}
+	if kind != kindSink {
+		c, err := codec.For[T]()
+		if err != nil {
+			j.errs = append(j.errs, fmt.Errorf("operator %s: %w", v.Name, err))
+		} else {
+			v.Out = engine.TypeOf(c)
+		}
+	}
+	return s
+}
+
+func forward[T any](s *Stream[T]) engine.Edge {
+	return engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_FORWARD}
+}
+
+// Operator kinds, as the job graph names them.
+const (
+	kindSource       = "source"
+	kindMap          = "map"
+	kindFlatMap      = "flat_map"
+	kindFilter       = "filter"
+	kindReduce       = "reduce"
+	kindKeyedProcess = "keyed_process"
+	kindUnion        = "union"
+	kindSink         = "sink"
+	kindRebalance    = "rebalance"
+)
+
+// plan resolves the graph for a run with the given default parallelism.
+func (j *Job) plan(parallelism int) (*engine.Plan, error) {
+	if len(j.errs) > 0 {
+		return nil, fmt.Errorf("job %s: %w", j.name, joinErrs(j.errs))
+	}
+	if len(j.vertices) == 0 {
+		return nil, fmt.Errorf("job %s has no operators", j.name)
+	}
+	// Plans change vertices (resolved parallelism), so work on copies.
+	vs := make([]*engine.Vertex, len(j.vertices))
+	byOld := map[*engine.Vertex]*engine.Vertex{}
+	for i, v := range j.vertices {
+		c := *v
+		c.Inputs = append([]engine.Edge(nil), v.Inputs...)
+		for k := range c.Inputs {
+			c.Inputs[k].From = byOld[c.Inputs[k].From]
+		}
+		vs[i] = &c
+		byOld[v] = &c
+	}
+	for _, v := range vs {
+		for _, e := range v.Inputs {
+			if e.Partitioning == pluginpb.Partitioning_PARTITIONING_HASH && v.Parallelism > j.maxParallelism {
+				return nil, fmt.Errorf("operator %s: parallelism %d exceeds max parallelism %d", v.Name, v.Parallelism, j.maxParallelism)
+			}
+		}
+	}
+	return engine.NewPlan(j.name, vs, parallelism, j.maxParallelism)
+}
+
+func joinErrs(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	msg := fmt.Sprintf("%d problems:", len(errs))
+	for _, e := range errs {
+		msg += "\n  - " + e.Error()
+	}
+	return fmt.Errorf("%s", msg)
+}

@@ -1,0 +1,120 @@
+package sdk
+
+import (
+	"fmt"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+)
+
+// Process runs a keyed process function over a keyed stream. The operator
+// keeps state, so it needs a UID (WithUID).
+func Process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], fn KeyedProcessFunction[K, IN, OUT], opts ...Option) *Stream[OUT] {
+	return add[OUT](ks.job, kindKeyedProcess, true, []engine.Edge{ks.edge()}, opts,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			fn := instance(fn)
+			op := &keyedOp[K, IN, OUT]{
+				fn: fn, key: ks.key, keyCodec: ks.keyCodec, maxP: tc.MaxParallelism,
+				be: newKeyedBackend(tc.KeyGroups),
+				c:  collector[OUT]{out: out.(engine.Output[OUT])},
+			}
+			op.ctx = keyedCtx[K]{rt: rtContext{tc: tc, be: op.be}, op: op}
+			if o, ok := fn.(Opener); ok {
+				if err := openSafely(o, op.ctx.rt); err != nil {
+					return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
+				}
+			}
+			closeFn := func() error { return nil }
+			if c, ok := fn.(Closer); ok {
+				closeFn = c.Close
+			}
+			return &engine.Operator{Inputs: []any{engine.Output[IN](op)}, Close: closeFn}, nil
+		})
+}
+
+// openSafely turns a panic in Open (such as a misused state constructor)
+// into an error.
+func openSafely(o Opener, ctx RuntimeContext) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return o.Open(ctx)
+}
+
+type keyedOp[K comparable, IN, OUT any] struct {
+	fn       KeyedProcessFunction[K, IN, OUT]
+	key      func(IN) K
+	keyCodec codec.Codec[K]
+	maxP     int
+	be       *keyedBackend
+	keyBuf   []byte
+	cur      K
+	ctx      keyedCtx[K]
+	c        collector[OUT]
+}
+
+func (o *keyedOp[K, IN, OUT]) Process(v IN) error {
+	k := o.key(v)
+	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
+	kg := keygroup.Of(o.keyBuf, o.maxP)
+	if !o.be.groups.Contains(kg) {
+		return fmt.Errorf("key %v belongs to key group %d, outside this subtask's %d-%d", k, kg, o.be.groups.Start, o.be.groups.End-1)
+	}
+	o.be.setKey(o.keyBuf, kg)
+	o.cur = k
+	if err := o.fn.ProcessElement(&o.ctx, v, &o.c); err != nil {
+		return err
+	}
+	return o.c.take()
+}
+
+func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) error { return o.c.out.Watermark(ts) }
+func (o *keyedOp[K, IN, OUT]) End() error               { return o.c.out.End() }
+
+// rtContext implements RuntimeContext.
+type rtContext struct {
+	tc *engine.TaskContext
+	be *keyedBackend
+}
+
+func (c rtContext) Subtask() int         { return c.tc.Subtask }
+func (c rtContext) Parallelism() int     { return c.tc.Parallelism }
+func (c rtContext) JobName() string      { return c.tc.JobName }
+func (c rtContext) state() *keyedBackend { return c.be }
+
+type keyedCtx[K comparable] struct {
+	rt rtContext
+	op interface{ currentKey() K }
+}
+
+func (c *keyedCtx[K]) Subtask() int         { return c.rt.Subtask() }
+func (c *keyedCtx[K]) Parallelism() int     { return c.rt.Parallelism() }
+func (c *keyedCtx[K]) JobName() string      { return c.rt.JobName() }
+func (c *keyedCtx[K]) state() *keyedBackend { return c.rt.be }
+func (c *keyedCtx[K]) Key() K               { return c.op.currentKey() }
+
+func (o *keyedOp[K, IN, OUT]) currentKey() K { return o.cur }
+
+// Reduce keeps, per key, the running reduction of the records with f and
+// emits it after every record, as Flink's reduce does.
+func Reduce[K comparable, T any](ks *KeyedStream[K, T], f func(acc, v T) T, opts ...Option) *Stream[T] {
+	return Process(ks, &reducer[K, T]{f: f}, opts...)
+}
+
+type reducer[K comparable, T any] struct {
+	f   func(acc, v T) T
+	acc *reducingState[T]
+}
+
+func (r *reducer[K, T]) Open(ctx RuntimeContext) error {
+	r.acc = NewReducingState(ctx, "reduce", r.f).(*reducingState[T])
+	return nil
+}
+
+func (r *reducer[K, T]) ProcessElement(_ KeyedContext[K], v T, out Collector[T]) error {
+	out.Collect(r.acc.addGet(v))
+	return nil
+}

@@ -1,0 +1,306 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
+)
+
+// edge is how a consumer reads s: forward unless s was repartitioned.
+func (s *Stream[T]) edge() engine.Edge {
+	if s.part != nil {
+		return *s.part
+	}
+	return forward(s)
+}
+
+// Rebalance spreads the records of s round robin over the next operator's
+// parallel instances, evening out skew.
+func Rebalance[T any](s *Stream[T]) *Stream[T] {
+	c := *s
+	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_REBALANCE}
+	return &c
+}
+
+// Broadcast sends every record of s to every parallel instance of the next
+// operator.
+func Broadcast[T any](s *Stream[T]) *Stream[T] {
+	c := *s
+	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_BROADCAST}
+	return &c
+}
+
+// Map applies f to every record.
+func Map[IN, OUT any](s *Stream[IN], f func(IN) OUT, opts ...Option) *Stream[OUT] {
+	return add[OUT](s.job, kindMap, false, []engine.Edge{s.edge()}, opts,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			return &engine.Operator{Inputs: []any{engine.Output[IN](&mapOp[IN, OUT]{f: f, out: out.(engine.Output[OUT])})}}, nil
+		})
+}
+
+type mapOp[IN, OUT any] struct {
+	f   func(IN) OUT
+	out engine.Output[OUT]
+}
+
+func (m *mapOp[IN, OUT]) Process(v IN) error      { return m.out.Process(m.f(v)) }
+func (m *mapOp[IN, OUT]) Watermark(ts int64) error { return m.out.Watermark(ts) }
+func (m *mapOp[IN, OUT]) End() error               { return m.out.End() }
+
+// FlatMap calls f for every record; f emits zero or more records to out.
+func FlatMap[IN, OUT any](s *Stream[IN], f func(in IN, out Collector[OUT]), opts ...Option) *Stream[OUT] {
+	return add[OUT](s.job, kindFlatMap, false, []engine.Edge{s.edge()}, opts,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			return &engine.Operator{Inputs: []any{engine.Output[IN](&flatMapOp[IN, OUT]{f: f, c: collector[OUT]{out: out.(engine.Output[OUT])}})}}, nil
+		})
+}
+
+// collector passes records on, keeping the first error for the caller.
+type collector[T any] struct {
+	out engine.Output[T]
+	err error
+}
+
+func (c *collector[T]) Collect(v T) {
+	if c.err == nil {
+		c.err = c.out.Process(v)
+	}
+}
+
+func (c *collector[T]) take() error {
+	err := c.err
+	c.err = nil
+	return err
+}
+
+type flatMapOp[IN, OUT any] struct {
+	f func(IN, Collector[OUT])
+	c collector[OUT]
+}
+
+func (m *flatMapOp[IN, OUT]) Process(v IN) error {
+	m.f(v, &m.c)
+	return m.c.take()
+}
+func (m *flatMapOp[IN, OUT]) Watermark(ts int64) error { return m.c.out.Watermark(ts) }
+func (m *flatMapOp[IN, OUT]) End() error               { return m.c.out.End() }
+
+// Filter keeps the records for which keep returns true.
+func Filter[T any](s *Stream[T], keep func(T) bool, opts ...Option) *Stream[T] {
+	return add[T](s.job, kindFilter, false, []engine.Edge{s.edge()}, opts,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			return &engine.Operator{Inputs: []any{engine.Output[T](&filterOp[T]{keep: keep, out: out.(engine.Output[T])})}}, nil
+		})
+}
+
+type filterOp[T any] struct {
+	keep func(T) bool
+	out  engine.Output[T]
+}
+
+func (m *filterOp[T]) Process(v T) error {
+	if m.keep(v) {
+		return m.out.Process(v)
+	}
+	return nil
+}
+func (m *filterOp[T]) Watermark(ts int64) error { return m.out.Watermark(ts) }
+func (m *filterOp[T]) End() error               { return m.out.End() }
+
+// KeyBy partitions s by the key key returns: records with equal keys go to
+// the same parallel instance of the next operator, whose keyed state is
+// scoped to the key. The key's type is encoded with its codec and hashed
+// into one of the job's key groups.
+func KeyBy[K comparable, T any](s *Stream[T], key func(T) K) *KeyedStream[K, T] {
+	kc, err := codec.For[K]()
+	if err != nil {
+		s.job.errs = append(s.job.errs, fmt.Errorf("key of %s: %w", s.v.Name, err))
+	}
+	ks := &KeyedStream[K, T]{Stream: *s, key: key, keyCodec: kc}
+	ks.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_HASH,
+		KeyGroup: func(maxP int) any {
+			var buf []byte
+			return func(v T) int {
+				buf = kc.Append(buf[:0], key(v))
+				return keygroup.Of(buf, maxP)
+			}
+		}}
+	return ks
+}
+
+// Union merges streams of one type into one.
+func Union[T any](first *Stream[T], rest ...*Stream[T]) *Stream[T] {
+	edges := []engine.Edge{first.edge()}
+	for _, s := range rest {
+		if s.job != first.job {
+			first.job.errs = append(first.job.errs, errors.New("union of streams of different jobs"))
+			continue
+		}
+		edges = append(edges, s.edge())
+	}
+	n := len(edges)
+	return add[T](first.job, kindUnion, false, edges, nil,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			u := &unionOp[T]{out: out.(engine.Output[T]), wms: make([]int64, n), open: n}
+			for i := range u.wms {
+				u.wms[i] = minWatermark
+			}
+			ins := make([]any, n)
+			for i := range n {
+				ins[i] = engine.Output[T](&unionInput[T]{u: u, i: i})
+			}
+			return &engine.Operator{Inputs: ins}, nil
+		})
+}
+
+const minWatermark = -1 << 63
+
+type unionOp[T any] struct {
+	out  engine.Output[T]
+	wms  []int64
+	wm   int64
+	open int
+}
+
+type unionInput[T any] struct {
+	u *unionOp[T]
+	i int
+}
+
+func (in *unionInput[T]) Process(v T) error { return in.u.out.Process(v) }
+
+func (in *unionInput[T]) Watermark(ts int64) error {
+	u := in.u
+	u.wms[in.i] = ts
+	lowest := ts
+	for _, w := range u.wms {
+		lowest = min(lowest, w)
+	}
+	if lowest > u.wm {
+		u.wm = lowest
+		return u.out.Watermark(lowest)
+	}
+	return nil
+}
+
+func (in *unionInput[T]) End() error {
+	u := in.u
+	u.open--
+	if u.open > 0 {
+		return in.Watermark(1<<63 - 1)
+	}
+	return u.out.End()
+}
+
+// SinkTo writes the records of s to sink.
+func SinkTo[T any](s *Stream[T], sink Sink[T], opts ...Option) {
+	add[struct{}](s.job, kindSink, false, []engine.Edge{s.edge()}, opts,
+		func(tc *engine.TaskContext, _ any) (*engine.Operator, error) {
+			w, err := sink.Open(tc.Ctx, taskInfo{tc})
+			if err != nil {
+				return nil, fmt.Errorf("open sink %s: %w", tc.Vertex.Name, err)
+			}
+			op := &sinkOp[T]{ctx: tc.Ctx, w: w}
+			tc.OnIdle(func() error { return w.Flush(tc.Ctx) })
+			return &engine.Operator{Inputs: []any{engine.Output[T](op)}, Close: op.close}, nil
+		})
+}
+
+type sinkOp[T any] struct {
+	ctx    context.Context
+	w      Writer[T]
+	closed bool
+}
+
+func (s *sinkOp[T]) Process(v T) error       { return s.w.Write(s.ctx, v) }
+func (s *sinkOp[T]) Watermark(int64) error   { return nil }
+func (s *sinkOp[T]) End() error {
+	if err := s.w.Flush(s.ctx); err != nil {
+		return err
+	}
+	s.closed = true
+	return s.w.Close(s.ctx)
+}
+
+func (s *sinkOp[T]) close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	// The task failed or was cancelled: release, but do not report a second error.
+	_ = s.w.Close(context.Background())
+	return nil
+}
+
+// taskInfo gives sources and sinks their SourceContext and SinkContext.
+type taskInfo struct{ tc *engine.TaskContext }
+
+func (t taskInfo) Subtask() int     { return t.tc.Subtask }
+func (t taskInfo) Parallelism() int { return t.tc.Parallelism }
+
+// FromSource adds a source to the job.
+func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
+	return add[T](job, kindSource, false, nil, opts,
+		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			o := out.(engine.Output[T])
+			return &engine.Operator{Run: func(ctx context.Context, idle func()) error {
+				return runSource(ctx, tc, src, o, idle)
+			}}, nil
+		})
+}
+
+func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], out engine.Output[T], idle func()) error {
+	info := taskInfo{tc}
+	all, err := src.Splits(ctx, info)
+	if err != nil {
+		return fmt.Errorf("source %s: splits: %w", tc.Vertex.Name, err)
+	}
+	var mine []Split
+	for i, s := range all {
+		if i%tc.Parallelism == tc.Subtask {
+			mine = append(mine, s)
+		}
+	}
+	r, err := src.Open(ctx, info, mine)
+	if err != nil {
+		return fmt.Errorf("source %s: open: %w", tc.Vertex.Name, err)
+	}
+	defer r.Close()
+	c := &collector[T]{out: out}
+	backoff := time.Millisecond
+	for {
+		st, err := r.Read(ctx, c)
+		if cerr := c.take(); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return fmt.Errorf("source %s: read: %w", tc.Vertex.Name, err)
+		}
+		switch st {
+		case Done:
+			return out.End()
+		case Idle:
+			idle()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 20*time.Millisecond)
+		default:
+			backoff = time.Millisecond
+			if err := tc.MaybeFlush(); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}

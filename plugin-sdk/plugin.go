@@ -1,0 +1,475 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/handshake"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
+	"github.com/eddy-streams/eddy/proto/pluginpb"
+)
+
+// servingPlugin reports whether a worker launched this process as a plugin:
+// go-plugin sets the handshake's magic cookie in the environment.
+func servingPlugin() bool {
+	return os.Getenv(handshake.Config.MagicCookieKey) == handshake.Config.MagicCookieValue
+}
+
+// servePlugin serves the worker's plugin protocol until the worker stops it.
+func servePlugin(job *Job) error {
+	// The logger keeps the process's real stderr: Serve redirects os.Stderr
+	// to go-plugin's stdio stream afterwards, while the worker reads JSON log
+	// lines from the real stderr and logs them at their level.
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "eddy-job",
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.Info,
+	})
+	x := newTaskExecutor(job, log, slog.New(pluginLogHandler(os.Stderr, slog.LevelInfo)))
+	defer x.shutdown()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: handshake.Config,
+		Plugins:         handshake.Plugins(x),
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          log,
+	})
+	return nil
+}
+
+// taskExecutor is the job's pluginpb.TaskExecutorServer: the worker prepares
+// it once (it starts listening for data from its peers), deploys the tasks
+// of an attempt of the job onto it, cancels them, and follows their states
+// on the Events stream. It is safe for concurrent use.
+type taskExecutor struct {
+	pluginpb.UnimplementedTaskExecutorServer
+
+	job    *Job
+	log    hclog.Logger
+	slog   *slog.Logger // for the parts of the runtime that log with slog
+	events *eventLog
+
+	// newExchange is the seam through which Prepare builds the data exchange.
+	newExchange func(exchangeConfig) (exchange, error)
+
+	mu       sync.Mutex
+	prepared *preparedJob
+	runs     map[uint64]*attemptRun // by attempt of the prepared job
+	closed   bool
+
+	placeMu   sync.RWMutex
+	placement map[engine.TaskKey]string // data address of every task deployed so far
+}
+
+// preparedJob is what Prepare set up: the data listener and the exchange.
+type preparedJob struct {
+	jobID string
+	addr  string
+	x     exchange
+}
+
+// attemptRun is one deployed attempt of the job.
+type attemptRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newTaskExecutor(job *Job, log hclog.Logger, slogger *slog.Logger) *taskExecutor {
+	return &taskExecutor{
+		job:         job,
+		log:         log,
+		slog:        slogger,
+		events:      newEventLog(),
+		newExchange: newNetworkExchange,
+		runs:        map[uint64]*attemptRun{},
+		placement:   map[engine.TaskKey]string{},
+	}
+}
+
+// parallelismOf is the default parallelism of a request; 0 means 1, as in
+// Describe.
+func parallelismOf(p uint32) int {
+	if p < 1 {
+		return 1
+	}
+	return int(p)
+}
+
+// Describe returns the job graph planned at the requested parallelism.
+func (s *taskExecutor) Describe(_ context.Context, req *pluginpb.DescribeRequest) (*pluginpb.DescribeResponse, error) {
+	p := parallelismOf(req.GetParallelism())
+	plan, err := s.job.plan(p)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "describe job %s at parallelism %d: %v", s.job.name, p, err)
+	}
+	return &pluginpb.DescribeResponse{Graph: plan.Graph(Version)}, nil
+}
+
+// Prepare starts listening for data from the job's other plugin processes.
+// Preparing again for the same job returns the same address.
+func (s *taskExecutor) Prepare(_ context.Context, req *pluginpb.PrepareRequest) (*pluginpb.PrepareResponse, error) {
+	if req.GetJobId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "prepare: job id is required")
+	}
+	host := req.GetDataHost()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, status.Error(codes.Unavailable, "prepare: the plugin is shutting down")
+	}
+	if p := s.prepared; p != nil {
+		if p.jobID != req.GetJobId() {
+			return nil, status.Errorf(codes.FailedPrecondition, "prepare job %s: this plugin process is prepared for job %s", req.GetJobId(), p.jobID)
+		}
+		return &pluginpb.PrepareResponse{DataAddr: p.addr, SdkVersion: Version}, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "prepare job %s: listen for data on %s: %v", req.GetJobId(), host, err)
+	}
+	// Peers reach this process by the host the worker gave, not by the
+	// address the socket is bound to (which may be a wildcard).
+	addr := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	x, err := s.newExchange(exchangeConfig{listener: ln, self: addr, placement: s.placementOf, log: s.slog.With("job_id", req.GetJobId())})
+	if err != nil {
+		_ = ln.Close()
+		return nil, status.Errorf(codes.Internal, "prepare job %s: data exchange: %v", req.GetJobId(), err)
+	}
+	s.prepared = &preparedJob{jobID: req.GetJobId(), addr: addr, x: x}
+	s.log.Info("prepared", "job_id", req.GetJobId(), "data_addr", addr, "sdk_version", Version)
+	return &pluginpb.PrepareResponse{DataAddr: addr, SdkVersion: Version}, nil
+}
+
+// placementOf tells the exchange where a task runs.
+func (s *taskExecutor) placementOf(k engine.TaskKey) (string, bool) {
+	s.placeMu.RLock()
+	defer s.placeMu.RUnlock()
+	addr, ok := s.placement[k]
+	return addr, ok
+}
+
+// Deploy plans the job at the request's parallelism and runs the requested
+// tasks in the background; their states follow on the Events stream. An
+// attempt is deployed at most once per plugin process.
+func (s *taskExecutor) Deploy(_ context.Context, req *pluginpb.DeployRequest) (*pluginpb.DeployResponse, error) {
+	jobID, attempt := req.GetJobId(), req.GetAttempt()
+	p := parallelismOf(req.GetParallelism())
+	plan, err := s.job.plan(p)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: plan at parallelism %d: %v", jobID, attempt, p, err)
+	}
+	inPlan := func(chain, subtask uint32) error {
+		if int(chain) >= len(plan.Chains) {
+			return fmt.Errorf("no chain %d (the job has %d)", chain, len(plan.Chains))
+		}
+		if c := plan.Chains[chain]; int(subtask) >= c.Parallelism {
+			return fmt.Errorf("chain %d (%s) has parallelism %d, no subtask %d", chain, c.Name(), c.Parallelism, subtask)
+		}
+		return nil
+	}
+	if len(req.GetTasks()) == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: no tasks", jobID, attempt)
+	}
+	keys := make([]engine.TaskKey, 0, len(req.GetTasks()))
+	seen := map[engine.TaskKey]bool{}
+	for _, t := range req.GetTasks() {
+		if (t.GetJobId() != "" && t.GetJobId() != jobID) || (t.GetAttempt() != 0 && t.GetAttempt() != attempt) {
+			return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: task of job %s attempt %d", jobID, attempt, t.GetJobId(), t.GetAttempt())
+		}
+		if err := inPlan(t.GetChain(), t.GetSubtask()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: %v", jobID, attempt, err)
+		}
+		k := engine.TaskKey{JobID: jobID, Attempt: attempt, Chain: int(t.GetChain()), Subtask: int(t.GetSubtask())}
+		if seen[k] {
+			return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: task %s listed twice", jobID, attempt, k)
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	placement := map[engine.TaskKey]string{}
+	for _, pl := range req.GetPlacement() {
+		if err := inPlan(pl.GetChain(), pl.GetSubtask()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "deploy job %s attempt %d: placement: %v", jobID, attempt, err)
+		}
+		placement[engine.TaskKey{JobID: jobID, Attempt: attempt, Chain: int(pl.GetChain()), Subtask: int(pl.GetSubtask())}] = pl.GetDataAddr()
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch prep := s.prepared; {
+	case s.closed:
+		return nil, status.Error(codes.Unavailable, "deploy: the plugin is shutting down")
+	case prep == nil:
+		return nil, status.Errorf(codes.FailedPrecondition, "deploy job %s attempt %d: the plugin is not prepared (call Prepare first)", jobID, attempt)
+	case prep.jobID != jobID:
+		return nil, status.Errorf(codes.FailedPrecondition, "deploy job %s attempt %d: this plugin process is prepared for job %s", jobID, attempt, prep.jobID)
+	case s.runs[attempt] != nil:
+		return nil, status.Errorf(codes.AlreadyExists, "deploy job %s attempt %d: the attempt is already deployed in this plugin process", jobID, attempt)
+	}
+	// The tasks deployed here run here, whatever the placement says.
+	for _, k := range keys {
+		placement[k] = s.prepared.addr
+	}
+	s.placeMu.Lock()
+	for k, addr := range placement {
+		s.placement[k] = addr
+	}
+	s.placeMu.Unlock()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &attemptRun{cancel: cancel, done: make(chan struct{})}
+	s.runs[attempt] = run
+	x := &engine.Executor{Plan: plan, JobID: jobID, Attempt: attempt, Exchange: s.prepared.x, OnState: s.onState}
+	s.log.Info("deploying", "job_id", jobID, "attempt", attempt, "tasks", len(keys), "parallelism", p)
+	go func() {
+		defer close(run.done)
+		defer cancel()
+		err := x.Run(ctx, keys)
+		// The executor refuses some tasks before it runs any of them: a
+		// task must never be left without a final state.
+		cause := "the executor ended without running the task"
+		if err != nil {
+			cause = err.Error()
+		}
+		for _, k := range keys {
+			if st, ok := s.events.state(k); !ok || !terminal(st) {
+				s.onState(k, engine.TaskFailed, errors.New(cause))
+			}
+		}
+		switch {
+		case err == nil:
+			s.log.Info("attempt finished", "job_id", jobID, "attempt", attempt)
+		case errors.Is(err, context.Canceled):
+			s.log.Info("attempt cancelled", "job_id", jobID, "attempt", attempt)
+		default:
+			s.log.Error("attempt failed", "job_id", jobID, "attempt", attempt, "error", err)
+		}
+	}()
+	return &pluginpb.DeployResponse{}, nil
+}
+
+// onState is the executor's OnState: it must not block.
+func (s *taskExecutor) onState(k engine.TaskKey, st engine.TaskState, err error) {
+	ev := &pluginpb.TaskEvent{
+		Task:  &pluginpb.TaskID{JobId: k.JobID, Chain: uint32(k.Chain), Subtask: uint32(k.Subtask), Attempt: k.Attempt},
+		State: wireState(st),
+		AtMs:  time.Now().UnixMilli(),
+	}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	if st == engine.TaskFailed {
+		s.log.Error("task failed", "task", k.String(), "error", ev.Error)
+	} else {
+		s.log.Debug("task state", "task", k.String(), "state", st.String())
+	}
+	s.events.add(k, st, ev)
+}
+
+func terminal(st engine.TaskState) bool {
+	return st == engine.TaskFinished || st == engine.TaskCanceled || st == engine.TaskFailed
+}
+
+func wireState(st engine.TaskState) pluginpb.TaskState {
+	switch st {
+	case engine.TaskDeploying:
+		return pluginpb.TaskState_TASK_STATE_DEPLOYING
+	case engine.TaskRunning:
+		return pluginpb.TaskState_TASK_STATE_RUNNING
+	case engine.TaskFinished:
+		return pluginpb.TaskState_TASK_STATE_FINISHED
+	case engine.TaskCanceled:
+		return pluginpb.TaskState_TASK_STATE_CANCELED
+	case engine.TaskFailed:
+		return pluginpb.TaskState_TASK_STATE_FAILED
+	}
+	return pluginpb.TaskState_TASK_STATE_UNSPECIFIED
+}
+
+// Cancel cancels every deployed attempt of the job; its tasks end CANCELED
+// (those that were about to finish may still end FINISHED). It does not wait:
+// the Events stream tells when they have ended. Cancelling a job this
+// process does not run is not an error.
+func (s *taskExecutor) Cancel(_ context.Context, req *pluginpb.CancelRequest) (*pluginpb.CancelResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prepared == nil || (req.GetJobId() != "" && req.GetJobId() != s.prepared.jobID) {
+		return &pluginpb.CancelResponse{}, nil
+	}
+	for attempt, r := range s.runs {
+		s.log.Info("cancelling", "job_id", s.prepared.jobID, "attempt", attempt)
+		r.cancel()
+	}
+	return &pluginpb.CancelResponse{}, nil
+}
+
+// Events streams every task state change since the process started, then
+// the new ones as they happen, until the caller goes away. A subscriber
+// that connects late (or again) misses nothing.
+func (s *taskExecutor) Events(_ *pluginpb.EventsRequest, stream pluginpb.TaskExecutor_EventsServer) error {
+	ctx := stream.Context()
+	next := 0
+	for {
+		evs, changed := s.events.since(next)
+		for _, ev := range evs {
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+		next += len(evs)
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// shutdown cancels every attempt and releases the data exchange; the
+// process is about to exit.
+func (s *taskExecutor) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	runs := make([]*attemptRun, 0, len(s.runs))
+	for _, r := range s.runs {
+		r.cancel()
+		runs = append(runs, r)
+	}
+	prep := s.prepared
+	s.mu.Unlock()
+	timeout := time.After(5 * time.Second)
+	for _, r := range runs {
+		select {
+		case <-r.done:
+		case <-timeout:
+		}
+	}
+	if prep != nil {
+		if err := prep.x.Close(); err != nil {
+			s.log.Warn("close data exchange", "error", err)
+		}
+	}
+}
+
+// eventLog keeps every task event of the process in order, and the latest
+// state of every task. It holds a few events per task of one job attempt,
+// which is all a plugin process ever runs, so it is not trimmed.
+type eventLog struct {
+	mu      sync.Mutex
+	events  []*pluginpb.TaskEvent
+	latest  map[engine.TaskKey]engine.TaskState
+	changed chan struct{} // closed and replaced when an event is added
+}
+
+func newEventLog() *eventLog {
+	return &eventLog{latest: map[engine.TaskKey]engine.TaskState{}, changed: make(chan struct{})}
+}
+
+func (l *eventLog) add(k engine.TaskKey, st engine.TaskState, ev *pluginpb.TaskEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	l.latest[k] = st
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// since returns the events from index i on, and a channel closed when there
+// are more.
+func (l *eventLog) since(i int) ([]*pluginpb.TaskEvent, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i >= len(l.events) {
+		return nil, l.changed
+	}
+	return l.events[i:len(l.events):len(l.events)], l.changed
+}
+
+func (l *eventLog) state(k engine.TaskKey) (engine.TaskState, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st, ok := l.latest[k]
+	return st, ok
+}
+
+// exchange is the data exchange of a plugin process.
+type exchange interface {
+	engine.Exchange
+	// Close stops accepting data and releases the listener.
+	Close() error
+}
+
+// exchangeConfig is what the data exchange of a plugin process needs.
+type exchangeConfig struct {
+	listener  net.Listener
+	self      string // this process's data address, as its peers reach it
+	placement func(engine.TaskKey) (string, bool)
+	log       *slog.Logger
+}
+
+// newNetworkExchange builds the exchange between the job's plugin processes:
+// in memory between tasks of this process, gRPC streams to the others.
+//
+// TODO(netx): netx.New(netx.Config{Listener: cfg.listener, Self: cfg.self,
+// Placement: cfg.placement, Logger: cfg.log}) once it builds. Until then an
+// in-process exchange refuses channels to tasks placed elsewhere, so that
+// such a deployment fails clearly instead of hanging.
+func newNetworkExchange(cfg exchangeConfig) (exchange, error) {
+	return &localOnlyExchange{LocalExchange: engine.NewLocalExchange(), cfg: cfg}, nil
+}
+
+type localOnlyExchange struct {
+	*engine.LocalExchange
+	cfg exchangeConfig
+}
+
+func (x *localOnlyExchange) Open(ctx context.Context, k engine.ChannelKey) (engine.ChannelWriter, error) {
+	if addr, ok := x.cfg.placement(k.TaskKey()); ok && addr != x.cfg.self {
+		return nil, fmt.Errorf("task %s runs in another process (%s), and this build has no network exchange", k.TaskKey(), addr)
+	}
+	return x.LocalExchange.Open(ctx, k)
+}
+
+func (x *localOnlyExchange) Close() error { return x.cfg.listener.Close() }
+
+// pluginLogHandler writes slog records to w as the JSON lines hclog writes,
+// so that the worker's go-plugin client parses them and logs them at their
+// level (it understands "@level" and "@message", and would drop a line
+// whose "@timestamp" is not in hclog's format, so the time is left out:
+// the worker stamps the line).
+func pluginLogHandler(w io.Writer, level slog.Level) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) > 0 {
+			return a
+		}
+		switch a.Key {
+		case slog.TimeKey:
+			return slog.Attr{}
+		case slog.LevelKey:
+			return slog.String("@level", strings.ToLower(a.Value.String()))
+		case slog.MessageKey:
+			return slog.Attr{Key: "@message", Value: a.Value}
+		}
+		return a
+	}})
+}

@@ -1,0 +1,260 @@
+package sdk
+
+import (
+	"fmt"
+	"iter"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+)
+
+// ValueState holds one value per key.
+type ValueState[T any] interface {
+	// Value returns the current key's value and whether it has one.
+	Value() (T, bool)
+	// Update sets the current key's value.
+	Update(v T)
+	// Clear removes the current key's value.
+	Clear()
+}
+
+// ListState holds a list of values per key.
+type ListState[T any] interface {
+	// Get returns the current key's list; the caller must not keep it
+	// across calls that change the state.
+	Get() []T
+	Add(v T)
+	Update(vs []T)
+	Clear()
+}
+
+// MapState holds a map per key.
+type MapState[UK comparable, UV any] interface {
+	Get(k UK) (UV, bool)
+	Put(k UK, v UV)
+	Remove(k UK)
+	Contains(k UK) bool
+	// All iterates over the current key's entries.
+	All() iter.Seq2[UK, UV]
+	Len() int
+	Clear()
+}
+
+// ReducingState folds the values added for a key into one with a reduce
+// function.
+type ReducingState[T any] interface {
+	Get() (T, bool)
+	Add(v T)
+	Clear()
+}
+
+// keyedBackend is the in-memory keyed state of one operator subtask. State
+// is organised by key group from the start, so that snapshots can be taken
+// and redistributed by key-group range. Keys are the encoded key bytes; the
+// operator sets the current key, its hash and its group before each record.
+type keyedBackend struct {
+	groups keygroup.Range
+	key    []byte // the current key, encoded
+	hash   uint64 // hash64(key)
+	kg     int    // the current key group, relative to groups.Start
+	states map[string]any
+}
+
+func newKeyedBackend(groups keygroup.Range) *keyedBackend {
+	return &keyedBackend{groups: groups, states: map[string]any{}}
+}
+
+// setKey makes an encoded key current.
+func (be *keyedBackend) setKey(key []byte, kg int) {
+	be.key = key
+	be.hash = hash64(key)
+	be.kg = kg - be.groups.Start
+}
+
+// tables is one table per key group of the backend.
+type tables[V any] []*table[V]
+
+func newTables[V any](be *keyedBackend) tables[V] {
+	t := make(tables[V], be.groups.Len())
+	for i := range t {
+		t[i] = newTable[V]()
+	}
+	return t
+}
+
+func (t tables[V]) get(be *keyedBackend) *entry[V] { return t[be.kg].get(be.hash, be.key) }
+
+func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) { return t[be.kg].put(be.hash, be.key) }
+
+func (t tables[V]) del(be *keyedBackend) { t[be.kg].del(be.hash, be.key) }
+
+// register returns the state named name, creating it with create, or
+// panics when the name is taken by a state of another type (Open turns the
+// panic into an error).
+func register[S any](ctx RuntimeContext, name string, create func(*keyedBackend) S) S {
+	be := ctx.state()
+	if be == nil {
+		panic(fmt.Sprintf("sdk: state %q: keyed state is only available in keyed operators (after KeyBy)", name))
+	}
+	if s, ok := be.states[name]; ok {
+		if typed, ok := s.(S); ok {
+			return typed
+		}
+		panic(fmt.Sprintf("sdk: state %q is registered twice with different types", name))
+	}
+	s := create(be)
+	be.states[name] = s
+	return s
+}
+
+// NewValueState returns the value state called name of the operator whose
+// function is being opened. Call it from Open.
+func NewValueState[T any](ctx RuntimeContext, name string) ValueState[T] {
+	return register(ctx, name, func(be *keyedBackend) *valueState[T] {
+		return &valueState[T]{be: be, t: newTables[T](be)}
+	})
+}
+
+type valueState[T any] struct {
+	be *keyedBackend
+	t  tables[T]
+}
+
+func (s *valueState[T]) Value() (T, bool) {
+	if e := s.t.get(s.be); e != nil {
+		return e.val, true
+	}
+	var zero T
+	return zero, false
+}
+
+func (s *valueState[T]) Update(v T) {
+	e, _ := s.t.put(s.be)
+	e.val = v
+}
+
+func (s *valueState[T]) Clear() { s.t.del(s.be) }
+
+// NewListState returns the list state called name.
+func NewListState[T any](ctx RuntimeContext, name string) ListState[T] {
+	return register(ctx, name, func(be *keyedBackend) *listState[T] {
+		return &listState[T]{be: be, t: newTables[[]T](be)}
+	})
+}
+
+type listState[T any] struct {
+	be *keyedBackend
+	t  tables[[]T]
+}
+
+func (s *listState[T]) Get() []T {
+	if e := s.t.get(s.be); e != nil {
+		return e.val
+	}
+	return nil
+}
+
+func (s *listState[T]) Add(v T) {
+	e, _ := s.t.put(s.be)
+	e.val = append(e.val, v)
+}
+
+func (s *listState[T]) Update(vs []T) {
+	if len(vs) == 0 {
+		s.Clear()
+		return
+	}
+	e, _ := s.t.put(s.be)
+	e.val = append(e.val[:0:0], vs...)
+}
+
+func (s *listState[T]) Clear() { s.t.del(s.be) }
+
+// NewMapState returns the map state called name.
+func NewMapState[UK comparable, UV any](ctx RuntimeContext, name string) MapState[UK, UV] {
+	return register(ctx, name, func(be *keyedBackend) *mapState[UK, UV] {
+		return &mapState[UK, UV]{be: be, t: newTables[map[UK]UV](be)}
+	})
+}
+
+type mapState[UK comparable, UV any] struct {
+	be *keyedBackend
+	t  tables[map[UK]UV]
+}
+
+func (s *mapState[UK, UV]) cur() map[UK]UV {
+	if e := s.t.get(s.be); e != nil {
+		return e.val
+	}
+	return nil
+}
+
+func (s *mapState[UK, UV]) Get(k UK) (UV, bool) {
+	v, ok := s.cur()[k]
+	return v, ok
+}
+
+func (s *mapState[UK, UV]) Put(k UK, v UV) {
+	e, _ := s.t.put(s.be)
+	if e.val == nil {
+		e.val = map[UK]UV{}
+	}
+	e.val[k] = v
+}
+
+func (s *mapState[UK, UV]) Remove(k UK) {
+	m := s.cur()
+	if m == nil {
+		return
+	}
+	delete(m, k)
+	if len(m) == 0 {
+		s.Clear()
+	}
+}
+
+func (s *mapState[UK, UV]) Contains(k UK) bool {
+	_, ok := s.cur()[k]
+	return ok
+}
+
+func (s *mapState[UK, UV]) All() iter.Seq2[UK, UV] {
+	m := s.cur()
+	return func(yield func(UK, UV) bool) {
+		for k, v := range m {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
+func (s *mapState[UK, UV]) Len() int { return len(s.cur()) }
+func (s *mapState[UK, UV]) Clear()   { s.t.del(s.be) }
+
+// NewReducingState returns the reducing state called name, which combines
+// the values added for a key with reduce.
+func NewReducingState[T any](ctx RuntimeContext, name string, reduce func(a, b T) T) ReducingState[T] {
+	return register(ctx, name, func(be *keyedBackend) *reducingState[T] {
+		return &reducingState[T]{valueState: valueState[T]{be: be, t: newTables[T](be)}, reduce: reduce}
+	})
+}
+
+type reducingState[T any] struct {
+	valueState[T]
+	reduce func(a, b T) T
+}
+
+func (s *reducingState[T]) Get() (T, bool) { return s.Value() }
+
+func (s *reducingState[T]) Add(v T) { s.addGet(v) }
+
+// addGet adds v and returns the new reduction with one lookup of the key.
+func (s *reducingState[T]) addGet(v T) T {
+	e, created := s.t.put(s.be)
+	if created {
+		e.val = v
+	} else {
+		e.val = s.reduce(e.val, v)
+	}
+	return e.val
+}
