@@ -33,7 +33,9 @@ func (r *genReader) Close() error                   { return nil }
 
 type nullSink struct{}
 
-func (nullSink) Open(context.Context, sdk.SinkContext) (sdk.Writer[int64], error) { return nullW{}, nil }
+func (nullSink) Open(context.Context, sdk.SinkContext) (sdk.Writer[int64], error) {
+	return nullW{}, nil
+}
 
 type nullW struct{}
 

@@ -49,7 +49,7 @@ type mapOp[IN, OUT any] struct {
 	out engine.Output[OUT]
 }
 
-func (m *mapOp[IN, OUT]) Process(v IN) error      { return m.out.Process(m.f(v)) }
+func (m *mapOp[IN, OUT]) Process(v IN) error       { return m.out.Process(m.f(v)) }
 func (m *mapOp[IN, OUT]) Watermark(ts int64) error { return m.out.Watermark(ts) }
 func (m *mapOp[IN, OUT]) End() error               { return m.out.End() }
 
@@ -218,8 +218,8 @@ type sinkOp[T any] struct {
 	closed bool
 }
 
-func (s *sinkOp[T]) Process(v T) error       { return s.w.Write(s.ctx, v) }
-func (s *sinkOp[T]) Watermark(int64) error   { return nil }
+func (s *sinkOp[T]) Process(v T) error     { return s.w.Write(s.ctx, v) }
+func (s *sinkOp[T]) Watermark(int64) error { return nil }
 func (s *sinkOp[T]) End() error {
 	if err := s.w.Flush(s.ctx); err != nil {
 		return err

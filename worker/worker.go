@@ -42,7 +42,24 @@ type Config struct {
 	Logger *slog.Logger
 	// Dial, when set, is used for every connection (tests inject faults).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DataHost is the host (name or IP, no port) at which the job plugins
+	// of this worker accept data from their peers on other workers; empty
+	// means 127.0.0.1.
+	DataHost string
+	// CancelTimeout bounds how long CancelTasks waits for cancelled tasks
+	// to end before it kills their plugin process; zero means 10s.
+	CancelTimeout time.Duration
+	// PluginStartTimeout bounds how long a job binary may take to answer
+	// the plugin handshake; zero means one minute.
+	PluginStartTimeout time.Duration
 }
+
+// Defaults of the Config fields whose zero value means "the default".
+const (
+	DefaultDataHost           = "127.0.0.1"
+	DefaultCancelTimeout      = 10 * time.Second
+	DefaultPluginStartTimeout = time.Minute
+)
 
 // DefaultConfig returns a worker with four slots.
 func DefaultConfig() Config {
@@ -53,6 +70,10 @@ func DefaultConfig() Config {
 		GRPCAddr:      "127.0.0.1:0",
 		RetryInterval: 200 * time.Millisecond,
 		Logger:        slog.Default(),
+
+		DataHost:           DefaultDataHost,
+		CancelTimeout:      DefaultCancelTimeout,
+		PluginStartTimeout: DefaultPluginStartTimeout,
 	}
 }
 
@@ -76,6 +97,15 @@ func (c *Config) Validate() error {
 	if c.RetryInterval <= 0 {
 		errs = append(errs, errors.New("retry interval must be positive"))
 	}
+	if _, _, err := net.SplitHostPort(c.DataHost); err == nil || strings.ContainsAny(c.DataHost, "/ ") {
+		errs = append(errs, fmt.Errorf("data host %q: want a host name or IP address without a port", c.DataHost))
+	}
+	if c.CancelTimeout < 0 {
+		errs = append(errs, fmt.Errorf("cancel timeout %s: want a positive duration", c.CancelTimeout))
+	}
+	if c.PluginStartTimeout < 0 {
+		errs = append(errs, fmt.Errorf("plugin start timeout %s: want a positive duration", c.PluginStartTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -92,6 +122,20 @@ type Worker struct {
 	conns []*grpc.ClientConn
 	cur   int
 	reg   bool // registered with the current instance
+
+	// ctx lives until the worker stops; the report loop runs under it.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	reports    *reportQueue
+	reportDone chan struct{}
+
+	jobsMu sync.Mutex
+	jobs   map[jobKey]*jobRun     // plugin processes, by job attempt
+	tasks  map[taskKey]*taskEntry // latest state of every task
+	closed bool                   // shutting down: no new plugins
+
+	artMu   sync.Mutex
+	artBusy map[string]chan struct{} // artifacts being fetched, by sha256
 }
 
 // New prepares a worker and starts listening; Run registers it.
@@ -106,11 +150,22 @@ func New(cfg Config) (*Worker, error) {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
 	}
+	if cfg.DataHost == "" {
+		cfg.DataHost = DefaultDataHost
+	}
+	if cfg.CancelTimeout == 0 {
+		cfg.CancelTimeout = DefaultCancelTimeout
+	}
+	if cfg.PluginStartTimeout == 0 {
+		cfg.PluginStartTimeout = DefaultPluginStartTimeout
+	}
 	id, err := loadID(cfg.DataDir, cfg.ID)
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, id: id, instance: newHex(8), log: cfg.Logger.With("worker_id", id)}
+	w := &Worker{cfg: cfg, id: id, instance: newHex(8), log: cfg.Logger.With("worker_id", id),
+		reports: newReportQueue(), reportDone: make(chan struct{}),
+		jobs: map[jobKey]*jobRun{}, tasks: map[taskKey]*taskEntry{}, artBusy: map[string]chan struct{}{}}
 	for _, a := range cfg.Servers {
 		c, err := grpc.NewClient("passthrough:///"+a,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -128,6 +183,12 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.grpc = grpc.NewServer()
 	healthpb.RegisterHealthServer(w.grpc, health.NewServer())
+	eddypb.RegisterWorkerServiceServer(w.grpc, &service{w: w})
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	go func() {
+		defer close(w.reportDone)
+		w.reportLoop(w.ctx)
+	}()
 	go func() { _ = w.grpc.Serve(w.ln) }()
 	return w, nil
 }
@@ -213,7 +274,7 @@ func (w *Worker) heartbeat(ctx context.Context, interval time.Duration) {
 		}
 		c, i := w.client()
 		cctx, cancel := context.WithTimeout(ctx, max(2*interval, time.Second))
-		resp, err := c.Heartbeat(cctx, &eddypb.HeartbeatRequest{WorkerId: w.id, InstanceId: w.instance})
+		resp, err := c.Heartbeat(cctx, &eddypb.HeartbeatRequest{WorkerId: w.id, InstanceId: w.instance, Tasks: w.activeTasks()})
 		cancel()
 		if err != nil {
 			w.log.Debug("heartbeat failed; trying the next node", "via", w.cfg.Servers[i], "error", err)
@@ -230,10 +291,30 @@ func (w *Worker) heartbeat(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// stop ends the worker: no more deployments, every plugin process killed,
+// a last attempt to report the tasks that ended with them, and the
+// connections closed.
 func (w *Worker) stop() {
 	w.grpc.Stop()
+	w.stopPlugins()
+	w.cancel()
+	<-w.reportDone
+	if n := w.reports.len(); n > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownReportTimeout)
+		for batch := w.reports.peek(maxReportBatch); len(batch) > 0; batch = w.reports.peek(maxReportBatch) {
+			if err := w.sendReport(ctx, batch); err != nil {
+				w.log.Warn("could not report the last task states before shutting down", "tasks", w.reports.len(), "error", err)
+				break
+			}
+			w.reports.drop(len(batch))
+		}
+		cancel()
+	}
 	w.closeConns()
 }
+
+// shutdownReportTimeout bounds the last report of a stopping worker.
+const shutdownReportTimeout = 2 * time.Second
 
 func (w *Worker) closeConns() {
 	for _, c := range w.conns {

@@ -297,8 +297,10 @@ func (e *encoder[T]) event(ev Event) error {
 	return nil
 }
 
-func (e *encoder[T]) Watermark(ts int64) error { return e.event(Event{Kind: EventWatermark, Value: ts}) }
-func (e *encoder[T]) End() error               { return e.event(Event{Kind: EventEnd}) }
+func (e *encoder[T]) Watermark(ts int64) error {
+	return e.event(Event{Kind: EventWatermark, Value: ts})
+}
+func (e *encoder[T]) End() error { return e.event(Event{Kind: EventEnd}) }
 
 // idleBackoff bounds how long a source waits when it has nothing to read.
 const idleBackoff = 20 * time.Millisecond
