@@ -55,6 +55,7 @@ func expandPaths(paths []string) ([]string, error) {
 	var files []string
 	seen := map[string]bool{}
 	add := func(f string) {
+		f = filepath.Clean(f)
 		if !seen[f] {
 			seen[f] = true
 			files = append(files, f)
