@@ -6,6 +6,13 @@ import (
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 )
 
+// Marshaler lets a type choose its own encoding (with Unmarshaler on its
+// pointer); the SDK's codecs use it instead of encoding the fields.
+type Marshaler = codec.Marshaler
+
+// Unmarshaler decodes what MarshalEddy encoded.
+type Unmarshaler = codec.Unmarshaler
+
 // Codec encodes and decodes the records of one type. The SDK picks one for
 // every stream by its type; a type may choose its own encoding by
 // implementing codec's MarshalEddy and UnmarshalEddy methods.
@@ -33,9 +40,12 @@ type SourceContext interface {
 	Parallelism() int
 }
 
-// Source is a parallel source of records. Splits is called once per job
-// attempt, on one subtask; the splits are assigned round robin to the
-// source's subtasks, each of which opens a Reader over its share.
+// Source is a parallel source of records. Every source subtask calls
+// Splits, which must therefore return the same splits in the same order
+// every time; split i goes to subtask i mod parallelism, which opens a
+// Reader over its share. A restore passes the splits of a snapshot to Open
+// instead, possibly at another parallelism: a split's State must say all
+// that is needed to resume it.
 type Source[T any] interface {
 	Splits(ctx context.Context, sc SourceContext) ([]Split, error)
 	Open(ctx context.Context, sc SourceContext, splits []Split) (Reader[T], error)

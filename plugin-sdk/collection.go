@@ -17,27 +17,39 @@ func FromSlice[T any](records []T) Source[T] {
 
 type sliceSource[T any] struct{ records []T }
 
+// Split i of P holds records i, i+P, i+2P, ...; its state is (i, P, pos),
+// so that it resumes correctly at any parallelism.
 func (s *sliceSource[T]) Splits(_ context.Context, sc SourceContext) ([]Split, error) {
 	p := sc.Parallelism()
 	splits := make([]Split, p)
 	for i := range p {
-		splits[i] = Split{ID: fmt.Sprintf("slice-%d", i), State: binary.AppendUvarint(nil, 0)}
+		splits[i] = Split{ID: fmt.Sprintf("slice-%d-of-%d", i, p), State: sliceState(i, p, 0)}
 	}
 	return splits, nil
 }
 
-func (s *sliceSource[T]) Open(_ context.Context, sc SourceContext, splits []Split) (Reader[T], error) {
-	r := &sliceReader[T]{records: s.records, every: sc.Parallelism()}
+func sliceState(start, every, pos int) []byte {
+	b := binary.AppendUvarint(nil, uint64(start))
+	b = binary.AppendUvarint(b, uint64(every))
+	return binary.AppendUvarint(b, uint64(pos))
+}
+
+func (s *sliceSource[T]) Open(_ context.Context, _ SourceContext, splits []Split) (Reader[T], error) {
+	r := &sliceReader[T]{records: s.records}
 	for _, sp := range splits {
-		var idx int
-		if _, err := fmt.Sscanf(sp.ID, "slice-%d", &idx); err != nil {
-			return nil, fmt.Errorf("slice source: split %q: %w", sp.ID, err)
+		var vals [3]uint64
+		b := sp.State
+		for i := range vals {
+			v, n := binary.Uvarint(b)
+			if n <= 0 {
+				return nil, fmt.Errorf("slice source: split %q: bad state", sp.ID)
+			}
+			vals[i], b = v, b[n:]
 		}
-		pos, n := binary.Uvarint(sp.State)
-		if n <= 0 {
-			return nil, fmt.Errorf("slice source: split %q: bad position", sp.ID)
+		if vals[1] == 0 {
+			return nil, fmt.Errorf("slice source: split %q: zero step", sp.ID)
 		}
-		r.splits = append(r.splits, sliceSplit{id: sp.ID, start: idx, pos: int(pos)})
+		r.splits = append(r.splits, sliceSplit{id: sp.ID, start: int(vals[0]), every: int(vals[1]), pos: int(vals[2])})
 	}
 	return r, nil
 }
@@ -46,12 +58,12 @@ func (s *sliceSource[T]) Open(_ context.Context, sc SourceContext, splits []Spli
 type sliceSplit struct {
 	id    string
 	start int
+	every int
 	pos   int // records of this split emitted so far
 }
 
 type sliceReader[T any] struct {
 	records []T
-	every   int
 	splits  []sliceSplit
 }
 
@@ -59,14 +71,14 @@ func (r *sliceReader[T]) Read(_ context.Context, out Collector[T]) (ReadStatus, 
 	for i := range r.splits {
 		sp := &r.splits[i]
 		for n := 0; n < 256; n++ {
-			idx := sp.start + sp.pos*r.every
+			idx := sp.start + sp.pos*sp.every
 			if idx >= len(r.records) {
 				break
 			}
 			out.Collect(r.records[idx])
 			sp.pos++
 		}
-		if sp.start+sp.pos*r.every < len(r.records) {
+		if sp.start+sp.pos*sp.every < len(r.records) {
 			return More, nil
 		}
 	}
@@ -76,7 +88,7 @@ func (r *sliceReader[T]) Read(_ context.Context, out Collector[T]) (ReadStatus, 
 func (r *sliceReader[T]) Snapshot() ([]Split, error) {
 	out := make([]Split, len(r.splits))
 	for i, sp := range r.splits {
-		out[i] = Split{ID: sp.id, State: binary.AppendUvarint(nil, uint64(sp.pos))}
+		out[i] = Split{ID: sp.id, State: sliceState(sp.start, sp.every, sp.pos)}
 	}
 	return out, nil
 }

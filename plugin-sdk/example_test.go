@@ -596,9 +596,9 @@ func ExampleDescribe() {
 	// Output:
 	// src  source parallelism 4, chain 0
 	// odd  filter parallelism 4, chain 0
-	// sum  keyed_process parallelism 4, chain 1
+	// sum  reduce parallelism 4, chain 1
 	// out  sink   parallelism 1, chain 2
-	// job refused: operator keyed_process-1 (keyed_process) keeps state and needs a stable uid: add sdk.WithUID(...)
+	// job refused: operator reduce-1 (reduce) keeps state and needs a stable uid: add sdk.WithUID(...)
 }
 
 func ExampleWithUID() {

@@ -20,6 +20,7 @@ const DefaultMaxParallelism = 128
 // Main. A Job is not safe for concurrent use.
 type Job struct {
 	name           string
+	parallelism    int
 	vertices       []*engine.Vertex
 	maxParallelism int
 	errs           []error
@@ -42,6 +43,18 @@ func (j *Job) SetMaxParallelism(n int) *Job {
 		return j
 	}
 	j.maxParallelism = n
+	return j
+}
+
+// SetParallelism sets the job's default parallelism, used by operators
+// without WithParallelism when the run does not choose one (eddy run -p,
+// EDDY_PARALLELISM).
+func (j *Job) SetParallelism(n int) *Job {
+	if n < 1 {
+		j.errs = append(j.errs, fmt.Errorf("parallelism %d: want at least 1", n))
+		return j
+	}
+	j.parallelism = n
 	return j
 }
 
@@ -146,7 +159,6 @@ const (
 	kindKeyedProcess = "keyed_process"
 	kindUnion        = "union"
 	kindSink         = "sink"
-	kindRebalance    = "rebalance"
 )
 
 // plan resolves the graph for a run with the given default parallelism.
@@ -168,13 +180,6 @@ func (j *Job) plan(parallelism int) (*engine.Plan, error) {
 		}
 		vs[i] = &c
 		byOld[v] = &c
-	}
-	for _, v := range vs {
-		for _, e := range v.Inputs {
-			if e.Partitioning == pluginpb.Partitioning_PARTITIONING_HASH && v.Parallelism > j.maxParallelism {
-				return nil, fmt.Errorf("operator %s: parallelism %d exceeds max parallelism %d", v.Name, v.Parallelism, j.maxParallelism)
-			}
-		}
 	}
 	return engine.NewPlan(j.name, vs, parallelism, j.maxParallelism)
 }

@@ -11,7 +11,11 @@ import (
 // Process runs a keyed process function over a keyed stream. The operator
 // keeps state, so it needs a UID (WithUID).
 func Process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], fn KeyedProcessFunction[K, IN, OUT], opts ...Option) *Stream[OUT] {
-	return add[OUT](ks.job, kindKeyedProcess, true, []engine.Edge{ks.edge()}, opts,
+	return process(ks, kindKeyedProcess, fn, opts)
+}
+
+func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn KeyedProcessFunction[K, IN, OUT], opts []Option) *Stream[OUT] {
+	return add[OUT](ks.job, kind, true, []engine.Edge{ks.edge()}, opts,
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
 			fn := instance(fn)
 			op := &keyedOp[K, IN, OUT]{
@@ -101,7 +105,7 @@ func (o *keyedOp[K, IN, OUT]) currentKey() K { return o.cur }
 // Reduce keeps, per key, the running reduction of the records with f and
 // emits it after every record, as Flink's reduce does.
 func Reduce[K comparable, T any](ks *KeyedStream[K, T], f func(acc, v T) T, opts ...Option) *Stream[T] {
-	return Process(ks, &reducer[K, T]{f: f}, opts...)
+	return process(ks, kindReduce, KeyedProcessFunction[K, T, T](&reducer[K, T]{f: f}), opts)
 }
 
 type reducer[K comparable, T any] struct {

@@ -70,11 +70,12 @@ func parallelismFromEnv() (int, error) {
 	return p, nil
 }
 
-// Describe returns the job graph, resolved for the default parallelism p,
-// as the JSON the eddy CLI submits.
+// Describe returns the job graph, resolved for the default parallelism p
+// (0: the job's own, SetParallelism, or 1), as the JSON the eddy CLI
+// submits.
 func Describe(job *Job, p int) ([]byte, error) {
 	if p < 1 {
-		p = 1
+		p = max(job.parallelism, 1)
 	}
 	plan, err := job.plan(p)
 	if err != nil {
@@ -91,7 +92,7 @@ type localConfig struct {
 }
 
 // LocalParallelism sets the default parallelism of a local run; 0 means
-// the number of CPUs.
+// the job's own (SetParallelism), or else the number of CPUs.
 func LocalParallelism(p int) LocalOption { return func(c *localConfig) { c.parallelism = p } }
 
 // RunLocal executes the whole job in this process, every task in its own
@@ -100,6 +101,9 @@ func RunLocal(ctx context.Context, job *Job, opts ...LocalOption) error {
 	cfg := localConfig{}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.parallelism < 1 {
+		cfg.parallelism = job.parallelism
 	}
 	if cfg.parallelism < 1 {
 		cfg.parallelism = runtime.NumCPU()

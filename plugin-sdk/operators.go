@@ -246,6 +246,8 @@ func (t taskInfo) Parallelism() int { return t.tc.Parallelism }
 
 // FromSource adds a source to the job.
 func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
+	// A source's split positions will be checkpoint state; until
+	// checkpoints arrive a source may go without a UID.
 	return add[T](job, kindSource, false, nil, opts,
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
 			o := out.(engine.Output[T])
@@ -255,7 +257,7 @@ func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
 		})
 }
 
-func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], out engine.Output[T], idle func()) error {
+func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], out engine.Output[T], idle func()) (err error) {
 	info := taskInfo{tc}
 	all, err := src.Splits(ctx, info)
 	if err != nil {
@@ -271,7 +273,11 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 	if err != nil {
 		return fmt.Errorf("source %s: open: %w", tc.Vertex.Name, err)
 	}
-	defer r.Close()
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("source %s: close: %w", tc.Vertex.Name, cerr)
+		}
+	}()
 	c := &collector[T]{out: out}
 	backoff := time.Millisecond
 	for {
