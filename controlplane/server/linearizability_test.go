@@ -144,7 +144,7 @@ func (h *history) note(t *testing.T, start int64, format string, args ...any) {
 }
 
 // linClient runs random operations until stop is closed. Jobs come from a
-// window of six ids that slides every 750 ms, so that submissions and
+// window of six ids that slides every 400 ms, so that submissions and
 // cancellations collide but the history keeps having fresh jobs.
 func linClient(h *history, cl *client.Client, seed uint64, id int, nextID *atomic.Int64, stop <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(seed, uint64(id)))
@@ -154,7 +154,7 @@ func linClient(h *history, cl *client.Client, seed uint64, id int, nextID *atomi
 			return
 		default:
 		}
-		window := int(time.Since(h.start) / (750 * time.Millisecond))
+		window := int(time.Since(h.start) / (400 * time.Millisecond))
 		in := linInput{job: fmt.Sprintf("lin-%03d", window+rng.IntN(6))}
 		switch n := rng.IntN(100); {
 		case n < 35:
@@ -228,6 +228,24 @@ func linCall(ctx context.Context, cl *client.Client, in linInput) (string, error
 	}
 }
 
+// kill stops a node, failing the test rather than hanging it when the node's
+// Close never returns: a Raft apply future whose entry was committed but not
+// yet applied at shutdown is never answered (hashicorp/raft#498), and the
+// node's leadership waits for it.
+func kill(t *testing.T, c *cptest.Cluster, id string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Kill(id)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("kill %s: Close did not return within 15s", id)
+	}
+}
+
 func sleepRand(rng *rand.Rand, lo, hi time.Duration) {
 	time.Sleep(lo + time.Duration(rng.Int64N(int64(hi-lo))))
 }
@@ -279,7 +297,7 @@ func TestLinearizability(t *testing.T) {
 		at := h.now()
 		switch step % 3 {
 		case 0:
-			c.Kill(leader)
+			kill(t, c, leader)
 			seen() // the two others have a quorum
 			sleepRand(rng, 200*time.Millisecond, 500*time.Millisecond)
 			c.Restart(leader)

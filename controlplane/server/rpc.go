@@ -195,6 +195,11 @@ func (s *Server) SubmitJob(ctx context.Context, req *eddypb.SubmitJobRequest) (*
 // CancelJob cancels a job.
 func (s *Server) CancelJob(ctx context.Context, req *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error) {
 	return call(ctx, s, req, false, eddypb.ControlPlaneClient.CancelJob, func(ctx context.Context, l *leadership) (*eddypb.CancelJobResponse, error) {
+		// Cancel answers "not found" and "ended" from the local state: only a
+		// confirmed leader's state is current enough for that.
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return nil, raftError(err)
+		}
 		j, err := l.jobs.Cancel(ctx, controlplane.JobID(req.JobId))
 		if err != nil {
 			return nil, err

@@ -344,8 +344,17 @@ func (s *Server) raftApply(ctx context.Context, t fsm.CommandType, msg proto.Mes
 		return 0, fmt.Errorf("apply %s: %w", t, controlplane.ErrTimeout)
 	}
 	f := s.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
-		return 0, fmt.Errorf("apply %s: %w", t, raftError(err))
+	// An entry committed but not applied when Raft shuts down may never get
+	// an answer (hashicorp/raft#498): do not wait past Close.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, fmt.Errorf("apply %s: %w", t, raftError(err))
+		}
+	case <-s.ctx.Done():
+		return 0, fmt.Errorf("apply %s: %w: the node is shutting down; the write may or may not have been applied", t, controlplane.ErrTimeout)
 	}
 	resp, ok := f.Response().(*fsm.Response)
 	if !ok {
@@ -363,7 +372,8 @@ func raftError(err error) error {
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%w: %v; the write may or may not have been applied", controlplane.ErrTimeout, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %v", controlplane.ErrNoLeader, err)
+		// Also returned for entries committed but not yet applied.
+		return fmt.Errorf("%w: %v; the write may or may not have been applied", controlplane.ErrTimeout, err)
 	}
 	return err
 }
