@@ -20,6 +20,7 @@ import (
 
 	"github.com/eddy-streams/eddy/plugin-sdk/handshake"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/netx"
 	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
 
@@ -29,18 +30,29 @@ func servingPlugin() bool {
 	return os.Getenv(handshake.Config.MagicCookieKey) == handshake.Config.MagicCookieValue
 }
 
+// builtinSlogDefault is slog's default logger as the process started: the
+// SDK's package initialisation runs before the job's.
+var builtinSlogDefault = slog.Default()
+
 // servePlugin serves the worker's plugin protocol until the worker stops it.
 func servePlugin(job *Job) error {
 	// The logger keeps the process's real stderr: Serve redirects os.Stderr
 	// to go-plugin's stdio stream afterwards, while the worker reads JSON log
 	// lines from the real stderr and logs them at their level.
+	stderr := &lockedWriter{w: os.Stderr} // one line at a time from both loggers
 	log := hclog.New(&hclog.LoggerOptions{
 		Name:       "eddy-job",
-		Output:     os.Stderr,
+		Output:     stderr,
 		JSONFormat: true,
 		Level:      hclog.Info,
 	})
-	x := newTaskExecutor(job, log, slog.New(pluginLogHandler(os.Stderr, slog.LevelInfo)))
+	slogger := slog.New(pluginLogHandler(stderr, slog.LevelInfo))
+	// The job's own logs (slog's and the log package's default loggers)
+	// reach the worker at their level too, unless the job chose a logger.
+	if slog.Default() == builtinSlogDefault {
+		slog.SetDefault(slogger)
+	}
+	x := newTaskExecutor(job, log, slogger)
 	defer x.shutdown()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: handshake.Config,
@@ -429,34 +441,15 @@ type exchangeConfig struct {
 
 // newNetworkExchange builds the exchange between the job's plugin processes:
 // in memory between tasks of this process, gRPC streams to the others.
-//
-// TODO(netx): netx.New(netx.Config{Listener: cfg.listener, Self: cfg.self,
-// Placement: cfg.placement, Logger: cfg.log}) once it builds. Until then an
-// in-process exchange refuses channels to tasks placed elsewhere, so that
-// such a deployment fails clearly instead of hanging.
 func newNetworkExchange(cfg exchangeConfig) (exchange, error) {
-	return &localOnlyExchange{LocalExchange: engine.NewLocalExchange(), cfg: cfg}, nil
+	return netx.New(netx.Config{Listener: cfg.listener, Self: cfg.self, Placement: cfg.placement, Logger: cfg.log})
 }
-
-type localOnlyExchange struct {
-	*engine.LocalExchange
-	cfg exchangeConfig
-}
-
-func (x *localOnlyExchange) Open(ctx context.Context, k engine.ChannelKey) (engine.ChannelWriter, error) {
-	if addr, ok := x.cfg.placement(k.TaskKey()); ok && addr != x.cfg.self {
-		return nil, fmt.Errorf("task %s runs in another process (%s), and this build has no network exchange", k.TaskKey(), addr)
-	}
-	return x.LocalExchange.Open(ctx, k)
-}
-
-func (x *localOnlyExchange) Close() error { return x.cfg.listener.Close() }
 
 // pluginLogHandler writes slog records to w as the JSON lines hclog writes,
 // so that the worker's go-plugin client parses them and logs them at their
-// level (it understands "@level" and "@message", and would drop a line
-// whose "@timestamp" is not in hclog's format, so the time is left out:
-// the worker stamps the line).
+// level. It understands "@level", "@message" and "@timestamp", the last in
+// hclog's exact format only (any other makes it log the raw line at debug
+// level).
 func pluginLogHandler(w io.Writer, level slog.Level) slog.Handler {
 	return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) > 0 {
@@ -464,7 +457,7 @@ func pluginLogHandler(w io.Writer, level slog.Level) slog.Handler {
 		}
 		switch a.Key {
 		case slog.TimeKey:
-			return slog.Attr{}
+			return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
 		case slog.LevelKey:
 			return slog.String("@level", strings.ToLower(a.Value.String()))
 		case slog.MessageKey:
@@ -472,4 +465,16 @@ func pluginLogHandler(w io.Writer, level slog.Level) slog.Handler {
 		}
 		return a
 	}})
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

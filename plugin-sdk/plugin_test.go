@@ -23,9 +23,9 @@ import (
 	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
 
-// harness is a job's task executor served over go-plugin's real gRPC
+// pluginHarness is a job's task executor served over go-plugin's real gRPC
 // boundary in this process, as a worker sees it.
-type harness struct {
+type pluginHarness struct {
 	t      *testing.T
 	client pluginpb.TaskExecutorClient
 
@@ -38,9 +38,9 @@ type harness struct {
 	changed chan struct{}
 }
 
-func newHarness(t *testing.T, job *Job) *harness {
+func newPluginHarness(t *testing.T, job *Job) *pluginHarness {
 	t.Helper()
-	lw := &testLogWriter{t: t}
+	lw := &pluginLogWriter{t: t}
 	t.Cleanup(lw.stop)
 	x := newTaskExecutor(job, hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: lw, Level: hclog.Debug}),
 		slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -56,7 +56,7 @@ func newHarness(t *testing.T, job *Job) *harness {
 	if !ok {
 		t.Fatalf("dispensed %T, want *handshake.Client", raw)
 	}
-	h := &harness{t: t, client: c, states: map[string]pluginpb.TaskState{}, errs: map[string]string{},
+	h := &pluginHarness{t: t, client: c, states: map[string]pluginpb.TaskState{}, errs: map[string]string{},
 		order: map[string][]pluginpb.TaskState{}, changed: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.Events(ctx, &pluginpb.EventsRequest{})
@@ -72,7 +72,7 @@ func newHarness(t *testing.T, job *Job) *harness {
 				return
 			}
 			h.mu.Lock()
-			k := taskName(ev.GetTask())
+			k := pluginTaskName(ev.GetTask())
 			h.events = append(h.events, ev)
 			h.states[k] = ev.GetState()
 			h.errs[k] = ev.GetError()
@@ -89,15 +89,15 @@ func newHarness(t *testing.T, job *Job) *harness {
 	return h
 }
 
-// testLogWriter writes to t.Log until the test ends, and drops lines after
+// pluginLogWriter writes to t.Log until the test ends, and drops lines after
 // that: a late goroutine must not panic the test binary.
-type testLogWriter struct {
+type pluginLogWriter struct {
 	t    *testing.T
 	mu   sync.Mutex
 	done bool
 }
 
-func (w *testLogWriter) Write(p []byte) (int, error) {
+func (w *pluginLogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.done {
@@ -106,19 +106,19 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *testLogWriter) stop() {
+func (w *pluginLogWriter) stop() {
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
 }
 
-func taskName(t *pluginpb.TaskID) string {
+func pluginTaskName(t *pluginpb.TaskID) string {
 	return fmt.Sprintf("%s/%d/%d/%d", t.GetJobId(), t.GetAttempt(), t.GetChain(), t.GetSubtask())
 }
 
 // waitFor waits until cond holds over the task states, and fails with the
 // states it last saw.
-func (h *harness) waitFor(timeout time.Duration, what string, cond func(states map[string]pluginpb.TaskState) bool) {
+func (h *pluginHarness) waitFor(timeout time.Duration, what string, cond func(states map[string]pluginpb.TaskState) bool) {
 	h.t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -138,7 +138,7 @@ func (h *harness) waitFor(timeout time.Duration, what string, cond func(states m
 	}
 }
 
-func allIn(keys []string, want ...pluginpb.TaskState) func(map[string]pluginpb.TaskState) bool {
+func allTasksIn(keys []string, want ...pluginpb.TaskState) func(map[string]pluginpb.TaskState) bool {
 	return func(states map[string]pluginpb.TaskState) bool {
 		for _, k := range keys {
 			ok := false
@@ -154,7 +154,7 @@ func allIn(keys []string, want ...pluginpb.TaskState) func(map[string]pluginpb.T
 }
 
 // prepare prepares the plugin for jobID and returns its data address.
-func (h *harness) prepare(jobID string) string {
+func (h *pluginHarness) prepare(jobID string) string {
 	h.t.Helper()
 	resp, err := h.client.Prepare(context.Background(), &pluginpb.PrepareRequest{JobId: jobID, DataHost: "127.0.0.1"})
 	if err != nil {
@@ -165,7 +165,7 @@ func (h *harness) prepare(jobID string) string {
 
 // deployAll deploys every task of the job at parallelism p onto the plugin
 // and returns the tasks' names.
-func (h *harness) deployAll(jobID string, attempt uint64, p uint32, addr string) []string {
+func (h *pluginHarness) deployAll(jobID string, attempt uint64, p uint32, addr string) []string {
 	h.t.Helper()
 	req := h.deployRequest(jobID, attempt, p, addr)
 	if _, err := h.client.Deploy(context.Background(), req); err != nil {
@@ -173,12 +173,12 @@ func (h *harness) deployAll(jobID string, attempt uint64, p uint32, addr string)
 	}
 	var names []string
 	for _, t := range req.Tasks {
-		names = append(names, taskName(t))
+		names = append(names, pluginTaskName(t))
 	}
 	return names
 }
 
-func (h *harness) deployRequest(jobID string, attempt uint64, p uint32, addr string) *pluginpb.DeployRequest {
+func (h *pluginHarness) deployRequest(jobID string, attempt uint64, p uint32, addr string) *pluginpb.DeployRequest {
 	h.t.Helper()
 	d, err := h.client.Describe(context.Background(), &pluginpb.DescribeRequest{Parallelism: p})
 	if err != nil {
@@ -194,34 +194,34 @@ func (h *harness) deployRequest(jobID string, attempt uint64, p uint32, addr str
 	return req
 }
 
-type kv struct {
+type pluginKV struct {
 	K, V int
 }
 
-// sumJob is FromSlice -> Map -> KeyBy -> Reduce -> a collecting sink; the
+// pluginSumJob is FromSlice -> Map -> KeyBy -> Reduce -> a collecting sink; the
 // sink's last record per key is the key's sum.
-func sumJob(n int, panicAt int) (*Job, *Collected[kv]) {
+func pluginSumJob(n int, panicAt int) (*Job, *Collected[pluginKV]) {
 	job := NewJob("sum")
 	records := make([]int, n)
 	for i := range records {
 		records[i] = i + 1
 	}
 	src := FromSource(job, FromSlice(records), WithUID("src"))
-	pairs := Map(src, func(x int) kv {
+	pairs := Map(src, func(x int) pluginKV {
 		if x == panicAt {
 			panic(fmt.Sprintf("boom at record %d", x))
 		}
-		return kv{K: x % 7, V: 2 * x}
+		return pluginKV{K: x % 7, V: 2 * x}
 	}, WithUID("pair"))
-	sums := Reduce(KeyBy(pairs, func(r kv) int { return r.K }), func(a, b kv) kv { return kv{K: a.K, V: a.V + b.V} }, WithUID("sum"))
-	out := Collect[kv]()
+	sums := Reduce(KeyBy(pairs, func(r pluginKV) int { return r.K }), func(a, b pluginKV) pluginKV { return pluginKV{K: a.K, V: a.V + b.V} }, WithUID("sum"))
+	out := Collect[pluginKV]()
 	SinkTo(sums, out, WithUID("out"))
 	return job, out
 }
 
 func TestTaskExecutorDescribe(t *testing.T) {
-	job, _ := sumJob(10, -1)
-	h := newHarness(t, job)
+	job, _ := pluginSumJob(10, -1)
+	h := newPluginHarness(t, job)
 	for _, p := range []uint32{0, 1, 3} {
 		t.Run(fmt.Sprint("parallelism-", p), func(t *testing.T) {
 			resp, err := h.client.Describe(context.Background(), &pluginpb.DescribeRequest{Parallelism: p})
@@ -247,7 +247,7 @@ func TestTaskExecutorDescribe(t *testing.T) {
 
 	bad := NewJob("bad")
 	Reduce(KeyBy(FromSource(bad, FromSlice([]int{1})), func(x int) int { return x }), func(a, b int) int { return a + b })
-	h = newHarness(t, bad)
+	h = newPluginHarness(t, bad)
 	_, err := h.client.Describe(context.Background(), &pluginpb.DescribeRequest{Parallelism: 1})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "needs a stable uid") {
 		t.Fatalf("describe of an invalid job: %v, want InvalidArgument naming the missing uid", err)
@@ -255,8 +255,8 @@ func TestTaskExecutorDescribe(t *testing.T) {
 }
 
 func TestTaskExecutorPrepare(t *testing.T) {
-	job, _ := sumJob(10, -1)
-	h := newHarness(t, job)
+	job, _ := pluginSumJob(10, -1)
+	h := newPluginHarness(t, job)
 	resp, err := h.client.Prepare(context.Background(), &pluginpb.PrepareRequest{JobId: "j1", DataHost: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -291,14 +291,14 @@ func TestTaskExecutorPrepare(t *testing.T) {
 
 func TestTaskExecutorRunsJob(t *testing.T) {
 	const n = 5000
-	job, out := sumJob(n, -1)
-	h := newHarness(t, job)
+	job, out := pluginSumJob(n, -1)
+	h := newPluginHarness(t, job)
 	addr := h.prepare("j1")
 	tasks := h.deployAll("j1", 1, 2, addr)
 	if len(tasks) != 4 {
 		t.Fatalf("deployed %d tasks (%v), want 4: two chains at parallelism 2", len(tasks), tasks)
 	}
-	h.waitFor(20*time.Second, "every task FINISHED", allIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
+	h.waitFor(20*time.Second, "every task FINISHED", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
 
 	h.mu.Lock()
 	for _, k := range tasks {
@@ -341,8 +341,8 @@ func TestTaskExecutorRunsJob(t *testing.T) {
 }
 
 func TestTaskExecutorRefusesBadDeployments(t *testing.T) {
-	job, _ := sumJob(10, -1)
-	h := newHarness(t, job)
+	job, _ := pluginSumJob(10, -1)
+	h := newPluginHarness(t, job)
 	req := h.deployRequest("j1", 1, 2, "127.0.0.1:1")
 	_, err := h.client.Deploy(context.Background(), req)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not prepared") {
@@ -380,13 +380,62 @@ func TestTaskExecutorRefusesBadDeployments(t *testing.T) {
 	}
 	// None of the refused deployments took the attempt.
 	tasks := h.deployAll("j1", 1, 2, addr)
-	h.waitFor(20*time.Second, "every task FINISHED", allIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
+	h.waitFor(20*time.Second, "every task FINISHED", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
 }
 
-// endless is a source that never ends: it emits a record now and then.
-type endless struct{}
+// A job split over two plugin processes exchanges its records over the
+// network exchange.
+func TestTaskExecutorJobAcrossTwoProcesses(t *testing.T) {
+	const n = 20000
+	job, out := pluginSumJob(n, -1)
+	h1, h2 := newPluginHarness(t, job), newPluginHarness(t, job)
+	addr1, addr2 := h1.prepare("j1"), h2.prepare("j1")
+	if addr1 == addr2 {
+		t.Fatalf("both plugins listen at %s", addr1)
+	}
+	// Subtask 0 of every chain runs in the first process, subtask 1 in the
+	// second: the keyed edge crosses between them.
+	all := h1.deployRequest("j1", 1, 2, "")
+	reqs := []*pluginpb.DeployRequest{
+		{JobId: "j1", Attempt: 1, Parallelism: 2},
+		{JobId: "j1", Attempt: 1, Parallelism: 2},
+	}
+	addrs := []string{addr1, addr2}
+	for _, r := range reqs {
+		for _, pl := range all.Placement {
+			r.Placement = append(r.Placement, &pluginpb.Placement{Chain: pl.Chain, Subtask: pl.Subtask, DataAddr: addrs[pl.Subtask]})
+		}
+	}
+	var tasks [2][]string
+	for _, task := range all.Tasks {
+		reqs[task.Subtask].Tasks = append(reqs[task.Subtask].Tasks, task)
+		tasks[task.Subtask] = append(tasks[task.Subtask], pluginTaskName(task))
+	}
+	for i, h := range []*pluginHarness{h1, h2} {
+		if _, err := h.client.Deploy(context.Background(), reqs[i]); err != nil {
+			t.Fatalf("deploy on plugin %d: %v", i, err)
+		}
+	}
+	h1.waitFor(30*time.Second, "the first process's tasks FINISHED", allTasksIn(tasks[0], pluginpb.TaskState_TASK_STATE_FINISHED))
+	h2.waitFor(30*time.Second, "the second process's tasks FINISHED", allTasksIn(tasks[1], pluginpb.TaskState_TASK_STATE_FINISHED))
+	want := map[int]int{}
+	for x := 1; x <= n; x++ {
+		want[x%7] += 2 * x
+	}
+	got := map[int]int{}
+	for _, r := range out.Records() {
+		got[r.K] = max(got[r.K], r.V)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sums %v, want %v", got, want)
+	}
+}
 
-func (endless) Splits(_ context.Context, sc SourceContext) ([]Split, error) {
+// endlessPluginSource is a source that never ends: it emits a record now
+// and then.
+type endlessPluginSource struct{}
+
+func (endlessPluginSource) Splits(_ context.Context, sc SourceContext) ([]Split, error) {
 	splits := make([]Split, sc.Parallelism())
 	for i := range splits {
 		splits[i] = Split{ID: fmt.Sprint(i)}
@@ -394,45 +443,45 @@ func (endless) Splits(_ context.Context, sc SourceContext) ([]Split, error) {
 	return splits, nil
 }
 
-func (endless) Open(context.Context, SourceContext, []Split) (Reader[int], error) {
-	return &endlessReader{}, nil
+func (endlessPluginSource) Open(context.Context, SourceContext, []Split) (Reader[int], error) {
+	return &endlessPluginReader{}, nil
 }
 
-type endlessReader struct{ n int }
+type endlessPluginReader struct{ n int }
 
-func (r *endlessReader) Read(_ context.Context, out Collector[int]) (ReadStatus, error) {
+func (r *endlessPluginReader) Read(_ context.Context, out Collector[int]) (ReadStatus, error) {
 	r.n++
 	out.Collect(r.n)
 	return Idle, nil
 }
 
-func (r *endlessReader) Snapshot() ([]Split, error) { return nil, nil }
-func (r *endlessReader) Close() error               { return nil }
+func (r *endlessPluginReader) Snapshot() ([]Split, error) { return nil, nil }
+func (r *endlessPluginReader) Close() error               { return nil }
 
-func endlessJob() *Job {
+func pluginEndlessJob() *Job {
 	job := NewJob("endless")
-	s := Map(FromSource[int](job, endless{}, WithUID("src")), func(x int) int { return x * 2 })
+	s := Map(FromSource[int](job, endlessPluginSource{}, WithUID("src")), func(x int) int { return x * 2 })
 	SinkTo(Rebalance(s), Collect[int](), WithUID("out"), WithParallelism(1))
 	return job
 }
 
 func TestTaskExecutorCancel(t *testing.T) {
-	h := newHarness(t, endlessJob())
+	h := newPluginHarness(t, pluginEndlessJob())
 	addr := h.prepare("j1")
 	tasks := h.deployAll("j1", 3, 2, addr)
-	h.waitFor(20*time.Second, "every task RUNNING", allIn(tasks, pluginpb.TaskState_TASK_STATE_RUNNING))
+	h.waitFor(20*time.Second, "every task RUNNING", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_RUNNING))
 
 	// Cancelling another job does nothing.
 	if _, err := h.client.Cancel(context.Background(), &pluginpb.CancelRequest{JobId: "other"}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	h.waitFor(time.Second, "tasks still RUNNING", allIn(tasks, pluginpb.TaskState_TASK_STATE_RUNNING))
+	h.waitFor(time.Second, "tasks still RUNNING", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_RUNNING))
 
 	if _, err := h.client.Cancel(context.Background(), &pluginpb.CancelRequest{JobId: "j1"}); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor(20*time.Second, "every task CANCELED", allIn(tasks, pluginpb.TaskState_TASK_STATE_CANCELED))
+	h.waitFor(20*time.Second, "every task CANCELED", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_CANCELED))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, k := range tasks {
@@ -443,11 +492,11 @@ func TestTaskExecutorCancel(t *testing.T) {
 }
 
 func TestTaskExecutorTaskPanicFailsTheTask(t *testing.T) {
-	job, _ := sumJob(5000, 2500)
-	h := newHarness(t, job)
+	job, _ := pluginSumJob(5000, 2500)
+	h := newPluginHarness(t, job)
 	addr := h.prepare("j1")
 	tasks := h.deployAll("j1", 1, 2, addr)
-	h.waitFor(20*time.Second, "every task ended", allIn(tasks, pluginpb.TaskState_TASK_STATE_FAILED,
+	h.waitFor(20*time.Second, "every task ended", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_FAILED,
 		pluginpb.TaskState_TASK_STATE_CANCELED, pluginpb.TaskState_TASK_STATE_FINISHED))
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -470,11 +519,11 @@ func TestTaskExecutorTaskPanicFailsTheTask(t *testing.T) {
 // Events reaches a subscriber that connects after the tasks ran, and a
 // second subscriber too.
 func TestTaskExecutorEventsReplayForLateSubscribers(t *testing.T) {
-	job, _ := sumJob(100, -1)
-	h := newHarness(t, job)
+	job, _ := pluginSumJob(100, -1)
+	h := newPluginHarness(t, job)
 	addr := h.prepare("j1")
 	tasks := h.deployAll("j1", 1, 1, addr)
-	h.waitFor(20*time.Second, "every task FINISHED", allIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
+	h.waitFor(20*time.Second, "every task FINISHED", allTasksIn(tasks, pluginpb.TaskState_TASK_STATE_FINISHED))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

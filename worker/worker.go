@@ -97,8 +97,10 @@ func (c *Config) Validate() error {
 	if c.RetryInterval <= 0 {
 		errs = append(errs, errors.New("retry interval must be positive"))
 	}
-	if _, _, err := net.SplitHostPort(c.DataHost); err == nil || strings.ContainsAny(c.DataHost, "/ ") {
+	if _, _, err := net.SplitHostPort(c.DataHost); err == nil || strings.ContainsAny(c.DataHost, "/ []") {
 		errs = append(errs, fmt.Errorf("data host %q: want a host name or IP address without a port", c.DataHost))
+	} else if ip := net.ParseIP(c.DataHost); ip != nil && ip.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("data host %q: want an address other workers can reach, not a wildcard", c.DataHost))
 	}
 	if c.CancelTimeout < 0 {
 		errs = append(errs, fmt.Errorf("cancel timeout %s: want a positive duration", c.CancelTimeout))
