@@ -28,6 +28,14 @@ const (
 // a description of its graph for the CLI, or, run directly, as a complete
 // local execution. It does not return; it exits with status 1 on failure.
 func Main(job *Job) {
+	if servingPlugin() {
+		// The worker manages the plugin's life; it must not catch signals.
+		if err := servePlugin(job); err != nil {
+			fmt.Fprintf(os.Stderr, "eddy job %s: %v\n", job.name, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, job)
 	stop()

@@ -35,5 +35,6 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the worker's id and local state")
 	f.Uint32Var(&cfg.Slots, "slots", cfg.Slots, "how many tasks the worker runs at once")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address for deployments")
+	f.StringVar(&cfg.DataHost, "data-host", "127.0.0.1", "host on which this worker's job plugins accept data from other workers (must be reachable by them)")
 	return cmd
 }

@@ -18,10 +18,15 @@ import (
 
 // HCLog returns an hclog.Logger that writes through l.
 func HCLog(l *slog.Logger, name string) hclog.Logger {
-	return &hcAdapter{l: l.With("component", name), name: name, level: hclog.Info}
+	level := hclog.Info
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		level = hclog.Debug
+	}
+	return &hcAdapter{base: l, l: l.With("component", name), name: name, level: level}
 }
 
 type hcAdapter struct {
+	base  *slog.Logger // without the component, so that renaming replaces it
 	l     *slog.Logger
 	name  string
 	level hclog.Level
@@ -90,7 +95,7 @@ func (a *hcAdapter) Named(name string) hclog.Logger {
 func (a *hcAdapter) ResetNamed(name string) hclog.Logger {
 	c := *a
 	c.name = name
-	c.l = a.l.With("component", name)
+	c.l = a.base.With("component", name).With(snake(append([]any{}, a.args...))...)
 	return &c
 }
 

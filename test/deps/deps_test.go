@@ -38,3 +38,11 @@ func TestWorkerDoesNotImportControlPlane(t *testing.T) {
 		}
 	}
 }
+
+func TestHandshakeStandsAlone(t *testing.T) {
+	for _, p := range deps(t, module+"/plugin-sdk/handshake") {
+		if strings.HasPrefix(p, module+"/") && p != module+"/plugin-sdk/handshake" && p != module+"/proto/pluginpb" {
+			t.Errorf("plugin-sdk/handshake depends on %s", p)
+		}
+	}
+}
