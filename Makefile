@@ -101,9 +101,15 @@ tools-clean: ## Remove .tools, so the next `make tools` reinstalls everything.
 build: ## Build bin/eddy.
 	$(GO) build -o $(BIN) ./cmd/eddy
 
+.PHONY: examples
+examples: ## Build the example jobs into bin/.
+	$(GO) build -o bin/wordcount ./examples/wordcount
+	$(GO) build -o bin/keyedcount ./examples/keyedcount
+
 .PHONY: run
-run: build ## Build and run a one-process local cluster (bin/eddy local); extra flags in ARGS.
-	./$(BIN) local $(ARGS)
+run: build examples ## Start a local cluster (a control plane node, two workers) and run the wordcount job on it; job flags in ARGS.
+	rm -rf data/run
+	./$(BIN) local --data-dir data/run --log-level warn --run bin/wordcount -p 2 -- -lines 20 $(ARGS)
 
 .PHONY: fmt
 fmt: ## Format the Go code.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -157,4 +158,12 @@ func plainLogLine(line string) string {
 		fmt.Fprintf(&b, " %s=%v", k, m[k])
 	}
 	return b.String()
+}
+
+// jobStdout is where a job plugin's standard output goes.
+func (w *Worker) jobStdout(log *slog.Logger) io.Writer {
+	if w.cfg.JobStdout != nil {
+		return w.cfg.JobStdout
+	}
+	return &lineLogger{log: log.With("stream", "stdout"), level: slog.LevelInfo}
 }

@@ -103,7 +103,7 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 			Logger:           logging.HCLog(jr.log, "plugin"),
 			Stderr:           jr.stderr,
-			SyncStdout:       &lineLogger{log: jr.log.With("stream", "stdout"), level: slog.LevelInfo},
+			SyncStdout:       w.jobStdout(jr.log),
 			SyncStderr:       &lineLogger{log: jr.log.With("stream", "stderr"), level: slog.LevelWarn},
 			StartTimeout:     w.cfg.PluginStartTimeout,
 		})

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +41,10 @@ type Config struct {
 	RetryInterval time.Duration
 	// Logger receives the worker's logs.
 	Logger *slog.Logger
+	// JobStdout, when set, receives what job plugins print to their standard
+	// output, as it is (eddy local does this); otherwise it is logged, a line
+	// at a time.
+	JobStdout io.Writer
 	// Dial, when set, is used for every connection (tests inject faults).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// DataHost is the host (name or IP, no port) at which the job plugins

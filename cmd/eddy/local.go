@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"time"
@@ -53,6 +54,10 @@ quickest way to try Eddy; the client commands reach it at its --http-addr.`,
 				wc.Servers = []string{s.GRPCAddr()}
 				wc.Slots = slots
 				wc.Logger = log
+				if runArtifact != "" {
+					// What the job prints is the point of --run: show it as it is.
+					wc.JobStdout = &syncWriter{w: cmd.OutOrStdout()}
+				}
 				w, err := worker.New(wc)
 				if err != nil {
 					return err
@@ -117,4 +122,16 @@ func runOnLocal(cmd *cobra.Command, httpAddr string, workers int, artifact strin
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "job %s submitted: %s, parallelism %d\n", j.ID, j.Name, j.Parallelism)
 	return follow(ctx, c, j.ID, cmd.ErrOrStderr())
+}
+
+// syncWriter serialises writes from several workers' plugins.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
