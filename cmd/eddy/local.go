@@ -90,6 +90,7 @@ Press Ctrl-C to stop.
 	f.StringVar(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "Raft address of the control plane node")
 	f.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC address of the control plane node")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "REST API address")
+	f.StringVar(&cfg.Storage, "storage", "", "storage URL (default: file:// under --data-dir)")
 	return cmd
 }
 

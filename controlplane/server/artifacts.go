@@ -71,7 +71,7 @@ func (s *Server) checkArtifact(ctx context.Context, a *eddypb.ArtifactRef) error
 	}
 	info, err := s.blobs.Stat(ctx, artifactName(a.Sha256))
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%w: artifact %s is not in the cluster's storage; upload it with POST /v1/artifacts", controlplane.ErrInvalidArgument, a.Sha256)
+		return fmt.Errorf("%w: artifact %s is not in the cluster's storage (%s); upload it with POST /v1/artifacts, and give every node the same --storage", controlplane.ErrInvalidArgument, a.Sha256, s.blobs.URL(""))
 	}
 	if err != nil {
 		return fmt.Errorf("check artifact %s: %w", a.Sha256, err)
