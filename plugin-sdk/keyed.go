@@ -60,7 +60,7 @@ type keyedOp[K comparable, IN, OUT any] struct {
 	c        collector[OUT]
 }
 
-func (o *keyedOp[K, IN, OUT]) Process(v IN) error {
+func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 	k := o.key(v)
 	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
 	kg := keygroup.Of(o.keyBuf, o.maxP)
@@ -69,6 +69,7 @@ func (o *keyedOp[K, IN, OUT]) Process(v IN) error {
 	}
 	o.be.setKey(o.keyBuf, kg)
 	o.cur = k
+	o.c.ts = ts
 	if err := o.fn.ProcessElement(&o.ctx, v, &o.c); err != nil {
 		return err
 	}

@@ -49,9 +49,9 @@ type mapOp[IN, OUT any] struct {
 	out engine.Output[OUT]
 }
 
-func (m *mapOp[IN, OUT]) Process(v IN) error       { return m.out.Process(m.f(v)) }
-func (m *mapOp[IN, OUT]) Watermark(ts int64) error { return m.out.Watermark(ts) }
-func (m *mapOp[IN, OUT]) End() error               { return m.out.End() }
+func (m *mapOp[IN, OUT]) Process(v IN, ts int64) error { return m.out.Process(m.f(v), ts) }
+func (m *mapOp[IN, OUT]) Watermark(ts int64) error     { return m.out.Watermark(ts) }
+func (m *mapOp[IN, OUT]) End() error                   { return m.out.End() }
 
 // FlatMap calls f for every record; f emits zero or more records to out.
 func FlatMap[IN, OUT any](s *Stream[IN], f func(in IN, out Collector[OUT]), opts ...Option) *Stream[OUT] {
@@ -61,15 +61,17 @@ func FlatMap[IN, OUT any](s *Stream[IN], f func(in IN, out Collector[OUT]), opts
 		})
 }
 
-// collector passes records on, keeping the first error for the caller.
+// collector passes records on with the timestamp of the record being
+// processed, keeping the first error for the caller.
 type collector[T any] struct {
 	out engine.Output[T]
+	ts  int64
 	err error
 }
 
 func (c *collector[T]) Collect(v T) {
 	if c.err == nil {
-		c.err = c.out.Process(v)
+		c.err = c.out.Process(v, c.ts)
 	}
 }
 
@@ -84,7 +86,8 @@ type flatMapOp[IN, OUT any] struct {
 	c collector[OUT]
 }
 
-func (m *flatMapOp[IN, OUT]) Process(v IN) error {
+func (m *flatMapOp[IN, OUT]) Process(v IN, ts int64) error {
+	m.c.ts = ts
 	m.f(v, &m.c)
 	return m.c.take()
 }
@@ -104,9 +107,9 @@ type filterOp[T any] struct {
 	out  engine.Output[T]
 }
 
-func (m *filterOp[T]) Process(v T) error {
+func (m *filterOp[T]) Process(v T, ts int64) error {
 	if m.keep(v) {
-		return m.out.Process(v)
+		return m.out.Process(v, ts)
 	}
 	return nil
 }
@@ -173,7 +176,7 @@ type unionInput[T any] struct {
 	i int
 }
 
-func (in *unionInput[T]) Process(v T) error { return in.u.out.Process(v) }
+func (in *unionInput[T]) Process(v T, ts int64) error { return in.u.out.Process(v, ts) }
 
 func (in *unionInput[T]) Watermark(ts int64) error {
 	u := in.u
@@ -218,8 +221,8 @@ type sinkOp[T any] struct {
 	closed bool
 }
 
-func (s *sinkOp[T]) Process(v T) error     { return s.w.Write(s.ctx, v) }
-func (s *sinkOp[T]) Watermark(int64) error { return nil }
+func (s *sinkOp[T]) Process(v T, _ int64) error { return s.w.Write(s.ctx, v) }
+func (s *sinkOp[T]) Watermark(int64) error      { return nil }
 func (s *sinkOp[T]) End() error {
 	if err := s.w.Flush(s.ctx); err != nil {
 		return err
@@ -278,7 +281,7 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			err = fmt.Errorf("source %s: close: %w", tc.Vertex.Name, cerr)
 		}
 	}()
-	c := &collector[T]{out: out}
+	c := &collector[T]{out: out, ts: engine.NoTimestamp}
 	backoff := time.Millisecond
 	for {
 		st, err := r.Read(ctx, c)

@@ -12,8 +12,10 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
@@ -21,11 +23,15 @@ import (
 	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
 
+// NoTimestamp is the timestamp of a record that has none.
+const NoTimestamp = math.MinInt64
+
 // Output receives the records and events of one stream inside a task. The
 // calls come from the task's goroutine only.
 type Output[T any] interface {
-	// Process handles one record.
-	Process(v T) error
+	// Process handles one record and its event-time timestamp in
+	// milliseconds, NoTimestamp when it has none.
+	Process(v T, ts int64) error
 	// Watermark says no record older than ts will follow on this input.
 	Watermark(ts int64) error
 	// End says the input has ended: flush and pass End on.
@@ -133,7 +139,8 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 	return &Type{
 		Name: fmt.Sprintf("%T", zero),
 		newEncoder: func(tc *TaskContext, chans []ChannelWriter, e *Edge, consumerP int) (flushOutput, error) {
-			enc := &encoder[T]{ctx: tc.Ctx, codec: c, chans: chans, bufs: make([][]byte, len(chans)), counts: make([]int, len(chans))}
+			enc := &encoder[T]{ctx: tc.Ctx, codec: c, chans: chans, bufs: make([][]byte, len(chans)),
+				counts: make([]int, len(chans)), lastTS: make([]int64, len(chans))}
 			switch e.Partitioning {
 			case pluginpb.Partitioning_PARTITIONING_FORWARD:
 				if len(chans) != 1 {
@@ -157,13 +164,20 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 		newDecoder: func(next any) func(b []byte, count int) error {
 			out := next.(Output[T])
 			return func(b []byte, count int) error {
+				var ts int64
 				for range count {
+					delta, n := binary.Varint(b)
+					if n <= 0 {
+						return fmt.Errorf("decode batch: bad timestamp")
+					}
+					ts += delta
+					b = b[n:]
 					v, n, err := c.Decode(b)
 					if err != nil {
 						return fmt.Errorf("decode %T: %w", v, err)
 					}
 					b = b[n:]
-					if err := out.Process(v); err != nil {
+					if err := out.Process(v, ts); err != nil {
 						return err
 					}
 				}
@@ -186,9 +200,9 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 
 type fanOut[T any] []Output[T]
 
-func (f fanOut[T]) Process(v T) error {
+func (f fanOut[T]) Process(v T, ts int64) error {
 	for _, o := range f {
-		if err := o.Process(v); err != nil {
+		if err := o.Process(v, ts); err != nil {
 			return err
 		}
 	}
@@ -214,9 +228,9 @@ func (f fanOut[T]) End() error {
 
 type discard[T any] struct{}
 
-func (discard[T]) Process(T) error       { return nil }
-func (discard[T]) Watermark(int64) error { return nil }
-func (discard[T]) End() error            { return nil }
+func (discard[T]) Process(T, int64) error { return nil }
+func (discard[T]) Watermark(int64) error  { return nil }
+func (discard[T]) End() error             { return nil }
 
 // encoder is the Output[T] at the end of a chain for one outgoing edge: it
 // encodes records into one batch per channel and sends a batch when it is
@@ -227,6 +241,7 @@ type encoder[T any] struct {
 	chans  []ChannelWriter
 	bufs   [][]byte
 	counts []int
+	lastTS []int64 // the timestamp of the last record in each batch
 	part   Partitioning
 
 	keyGroup  func(T) int
@@ -235,19 +250,19 @@ type encoder[T any] struct {
 	next      int
 }
 
-func (e *encoder[T]) Process(v T) error {
+func (e *encoder[T]) Process(v T, ts int64) error {
 	switch e.part {
 	case pluginpb.Partitioning_PARTITIONING_FORWARD:
-		return e.add(0, v)
+		return e.add(0, v, ts)
 	case pluginpb.Partitioning_PARTITIONING_HASH:
-		return e.add(keygroup.Subtask(e.keyGroup(v), e.maxP, e.consumerP), v)
+		return e.add(keygroup.Subtask(e.keyGroup(v), e.maxP, e.consumerP), v, ts)
 	case pluginpb.Partitioning_PARTITIONING_REBALANCE:
 		i := e.next
 		e.next = (e.next + 1) % len(e.chans)
-		return e.add(i, v)
+		return e.add(i, v, ts)
 	default:
 		for i := range e.chans {
-			if err := e.add(i, v); err != nil {
+			if err := e.add(i, v, ts); err != nil {
 				return err
 			}
 		}
@@ -255,7 +270,12 @@ func (e *encoder[T]) Process(v T) error {
 	}
 }
 
-func (e *encoder[T]) add(i int, v T) error {
+// add appends a record to channel i's batch: its timestamp as a varint
+// delta from the previous record's (records without one cost a byte), then
+// the record.
+func (e *encoder[T]) add(i int, v T, ts int64) error {
+	e.bufs[i] = binary.AppendVarint(e.bufs[i], ts-e.lastTS[i])
+	e.lastTS[i] = ts
 	e.bufs[i] = e.codec.Append(e.bufs[i], v)
 	e.counts[i]++
 	if len(e.bufs[i]) >= BatchSize {
@@ -273,6 +293,7 @@ func (e *encoder[T]) send(i int) error {
 	}
 	e.bufs[i] = e.bufs[i][:0]
 	e.counts[i] = 0
+	e.lastTS[i] = 0
 	return nil
 }
 

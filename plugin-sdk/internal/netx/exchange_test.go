@@ -2,6 +2,7 @@ package netx
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -82,7 +83,7 @@ func pipeline(t *testing.T, n int, sinks []*checkSink) *engine.Plan {
 			o := out.(engine.Output[rec])
 			return &engine.Operator{Run: func(ctx context.Context, idle func()) error {
 				for i := range n {
-					if err := o.Process(rec{Src: uint64(tc.Subtask), Seq: uint64(i)}); err != nil {
+					if err := o.Process(rec{Src: uint64(tc.Subtask), Seq: uint64(i)}, int64(i)); err != nil {
 						return err
 					}
 					if i%1000 == 999 {
@@ -246,7 +247,8 @@ func TestBackPressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One record per batch, so that one Process call is one batch.
-	batch := blobCodec{}.Append(nil, make([]byte, engine.BatchSize-64))
+	// A batch is, per record, a timestamp delta (varint) and the record.
+	batch := blobCodec{}.Append(binary.AppendVarint(nil, 0), make([]byte, engine.BatchSize-64))
 	var sent, peak int64
 	for range batches {
 		if err := w.WriteBatch(ctx, batch, 1); err != nil {

@@ -207,7 +207,7 @@ type sinkOutput[T any] struct {
 	end       func() error
 }
 
-func (s sinkOutput[T]) Process(v T) error { return s.process(v) }
+func (s sinkOutput[T]) Process(v T, _ int64) error { return s.process(v) }
 
 func (s sinkOutput[T]) Watermark(ts int64) error {
 	if s.watermark == nil {
