@@ -293,6 +293,10 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 		}
 		switch st {
 		case Done:
+			// The final watermark fires every pending window and timer.
+			if err := out.Watermark(engine.MaxWatermark); err != nil {
+				return err
+			}
 			return out.End()
 		case Idle:
 			idle()

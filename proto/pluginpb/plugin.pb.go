@@ -1349,6 +1349,7 @@ type Event struct {
 	//	*Event_Watermark
 	//	*Event_Barrier
 	//	*Event_EndOfInput
+	//	*Event_Idle
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1418,6 +1419,15 @@ func (x *Event) GetEndOfInput() bool {
 	return false
 }
 
+func (x *Event) GetIdle() bool {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Idle); ok {
+			return x.Idle
+		}
+	}
+	return false
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -1434,11 +1444,19 @@ type Event_EndOfInput struct {
 	EndOfInput bool `protobuf:"varint,3,opt,name=end_of_input,json=endOfInput,proto3,oneof"`
 }
 
+type Event_Idle struct {
+	// idle marks the channel idle (true): it holds no watermark back until
+	// it is marked active again (false) or sends a record or watermark.
+	Idle bool `protobuf:"varint,4,opt,name=idle,proto3,oneof"`
+}
+
 func (*Event_Watermark) isEvent_Kind() {}
 
 func (*Event_Barrier) isEvent_Kind() {}
 
 func (*Event_EndOfInput) isEvent_Kind() {}
+
+func (*Event_Idle) isEvent_Kind() {}
 
 // Credit is what a consumer sends back: permission to send more batches.
 type Credit struct {
@@ -1580,12 +1598,13 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\x17.eddy.plugin.v1.ChannelR\x04open\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\fR\arecords\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05count\x12+\n" +
-	"\x05event\x18\x04 \x01(\v2\x15.eddy.plugin.v1.EventR\x05event\"o\n" +
+	"\x05event\x18\x04 \x01(\v2\x15.eddy.plugin.v1.EventR\x05event\"\x85\x01\n" +
 	"\x05Event\x12\x1e\n" +
 	"\twatermark\x18\x01 \x01(\x03H\x00R\twatermark\x12\x1a\n" +
 	"\abarrier\x18\x02 \x01(\x04H\x00R\abarrier\x12\"\n" +
 	"\fend_of_input\x18\x03 \x01(\bH\x00R\n" +
-	"endOfInputB\x06\n" +
+	"endOfInput\x12\x14\n" +
+	"\x04idle\x18\x04 \x01(\bH\x00R\x04idleB\x06\n" +
 	"\x04kind\"\"\n" +
 	"\x06Credit\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\rR\abatches*\x95\x01\n" +
@@ -1694,6 +1713,7 @@ func file_pluginpb_plugin_proto_init() {
 		(*Event_Watermark)(nil),
 		(*Event_Barrier)(nil),
 		(*Event_EndOfInput)(nil),
+		(*Event_Idle)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -46,7 +46,14 @@ const (
 	EventWatermark EventKind = iota + 1
 	EventBarrier
 	EventEnd
+	// EventIdle carries a channel's watermark status: Value 1 for idle, 0
+	// for active again.
+	EventIdle
 )
+
+// MaxWatermark is the watermark of an input that has ended: every window
+// and event-time timer fires.
+const MaxWatermark = math.MaxInt64
 
 // Event is a control event in a channel, in order with the records.
 type Event struct {
@@ -127,10 +134,13 @@ type Type struct {
 	discard func() any
 }
 
-// flushOutput is an encoder: an Output[T] (boxed) that can flush.
+// flushOutput is an encoder: an Output[T] (boxed) that can flush and mark
+// its channels idle.
 type flushOutput struct {
-	out   any
-	flush func() error
+	out     any
+	flush   func() error
+	setIdle func(bool) error
+	isIdle  func() bool
 }
 
 // TypeOf describes the record type T, encoded with c.
@@ -159,7 +169,7 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 				return flushOutput{}, fmt.Errorf("unknown partitioning %v", e.Partitioning)
 			}
 			enc.part = e.Partitioning
-			return flushOutput{out: Output[T](enc), flush: enc.flush}, nil
+			return flushOutput{out: Output[T](enc), flush: enc.flush, setIdle: enc.setIdle, isIdle: func() bool { return enc.idle }}, nil
 		},
 		newDecoder: func(next any) func(b []byte, count int) error {
 			out := next.(Output[T])
@@ -248,9 +258,15 @@ type encoder[T any] struct {
 	maxP      int
 	consumerP int
 	next      int
+	idle      bool // the channels were told this task is idle
 }
 
 func (e *encoder[T]) Process(v T, ts int64) error {
+	if e.idle {
+		if err := e.setIdle(false); err != nil {
+			return err
+		}
+	}
 	switch e.part {
 	case pluginpb.Partitioning_PARTITIONING_FORWARD:
 		return e.add(0, v, ts)
@@ -319,9 +335,26 @@ func (e *encoder[T]) event(ev Event) error {
 }
 
 func (e *encoder[T]) Watermark(ts int64) error {
+	if e.idle {
+		if err := e.setIdle(false); err != nil {
+			return err
+		}
+	}
 	return e.event(Event{Kind: EventWatermark, Value: ts})
 }
+
 func (e *encoder[T]) End() error { return e.event(Event{Kind: EventEnd}) }
+
+// setIdle tells the consumers that this task's output is idle (it holds no
+// watermark back) or active again.
+func (e *encoder[T]) setIdle(idle bool) error {
+	e.idle = idle
+	v := int64(0)
+	if idle {
+		v = 1
+	}
+	return e.event(Event{Kind: EventIdle, Value: v})
+}
 
 // idleBackoff bounds how long a source waits when it has nothing to read.
 const idleBackoff = 20 * time.Millisecond

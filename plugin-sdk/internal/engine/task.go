@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,11 @@ type task struct {
 	decoders  []func([]byte, int) error
 	head      *Operator
 	onIdle    []func() error
+	encoders  []flushOutput
 	lastFlush time.Time
+	timers    timerHeap
+	seq       uint64
+	outIdle   bool // the task's output is marked idle
 }
 
 func (t *task) expectedChannels() map[ChannelKey]int {
@@ -151,6 +156,68 @@ func (tc *TaskContext) OnIdle(f func() error) {
 	if tc.task != nil {
 		tc.task.onIdle = append(tc.task.onIdle, f)
 	}
+}
+
+// SetIdle marks the task's output idle (its consumers stop waiting for its
+// watermark) or active. Sending a record or a watermark makes it active.
+func (tc *TaskContext) SetIdle(idle bool) error {
+	if tc.task == nil {
+		return nil
+	}
+	return tc.task.setIdle(idle)
+}
+
+func (t *task) setIdle(idle bool) error {
+	for _, e := range t.encoders {
+		if e.isIdle() == idle {
+			continue
+		}
+		if err := e.flush(); err != nil {
+			return err
+		}
+		if err := e.setIdle(idle); err != nil {
+			return err
+		}
+	}
+	t.outIdle = idle
+	return nil
+}
+
+// AtProcessingTime runs f in the task's goroutine at (or soon after) the
+// given time. Operators use it for processing-time timers and windows.
+func (tc *TaskContext) AtProcessingTime(at time.Time, f func() error) {
+	if tc.task == nil {
+		return
+	}
+	tc.task.seq++
+	heap.Push(&tc.task.timers, &timer{at: at, seq: tc.task.seq, f: f})
+}
+
+// RunDueTimers runs the processing-time callbacks that are due. Sources
+// call it between reads; other tasks are woken for them.
+func (tc *TaskContext) RunDueTimers() error {
+	if tc.task == nil {
+		return nil
+	}
+	return tc.task.runDue(time.Now())
+}
+
+// NextTimer returns when the next processing-time callback is due.
+func (tc *TaskContext) NextTimer() (time.Time, bool) {
+	if tc.task == nil || len(tc.task.timers) == 0 {
+		return time.Time{}, false
+	}
+	return tc.task.timers[0].at, true
+}
+
+func (t *task) runDue(now time.Time) error {
+	for len(t.timers) > 0 && !t.timers[0].at.After(now) {
+		tm := heap.Pop(&t.timers).(*timer)
+		if err := tm.f(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MaybeFlush runs the idle hooks if FlushInterval has passed since they
@@ -268,6 +335,7 @@ func (t *task) openEncoder(ctx context.Context, tc *TaskContext, v *Vertex, c Ch
 		return nil, err
 	}
 	t.onIdle = append(t.onIdle, enc.flush)
+	t.encoders = append(t.encoders, enc)
 	return enc.out, nil
 }
 
@@ -303,6 +371,13 @@ func (t *task) run(ctx context.Context) (err error) {
 	return t.consume(ctx)
 }
 
+// channelState is what a task knows of one input channel.
+type channelState struct {
+	wm    int64 // the channel's watermark; MaxWatermark once it ended
+	hasWM bool
+	idle  bool
+}
+
 // consume processes the gate's messages until every input channel ended.
 func (t *task) consume(ctx context.Context) error {
 	head := t.chain.Vertices[0]
@@ -317,7 +392,20 @@ func (t *task) consume(ctx context.Context) error {
 	for i := range inputs {
 		inputs[i].wm = math.MinInt64
 	}
-	chanWM := map[ChannelKey]int64{} // absent: no watermark yet
+	chans := map[ChannelKey]*channelState{}
+	for k := range t.gate.expected {
+		chans[k] = &channelState{}
+	}
+	// advance passes on an input's watermark when its minimum rose.
+	advance := func(in int) error {
+		if wm, ok := t.minWatermark(in, chans); ok && wm > inputs[in].wm {
+			inputs[in].wm = wm
+			return t.head.Inputs[in].(watermarker).Watermark(wm)
+		}
+		return nil
+	}
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	remaining := len(t.gate.expected)
 	for remaining > 0 {
 		var m message
@@ -327,20 +415,38 @@ func (t *task) consume(ctx context.Context) error {
 			if err := t.idle(); err != nil {
 				return err
 			}
+			var due <-chan time.Time
+			if len(t.timers) > 0 {
+				wake.Reset(time.Until(t.timers[0].at))
+				due = wake.C
+			}
 			select {
 			case m = <-t.gate.msgs:
+			case <-due:
+				if err := t.runDue(time.Now()); err != nil {
+					return err
+				}
+				continue
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 		in := m.ch.Input
+		st := chans[m.ch.Key]
 		if m.event == nil {
+			if st.idle {
+				// A record makes an idle channel active again.
+				st.idle = false
+			}
 			err := t.decoders[in](m.data, m.count)
 			m.done()
 			if err != nil {
 				return err
 			}
 			if err := t.maybeFlush(); err != nil {
+				return err
+			}
+			if err := t.runDue(time.Now()); err != nil {
 				return err
 			}
 			continue
@@ -350,46 +456,105 @@ func (t *task) consume(ctx context.Context) error {
 		switch ev.Kind {
 		case EventEnd:
 			remaining--
-			chanWM[m.ch.Key] = math.MaxInt64
+			st.wm, st.hasWM, st.idle = MaxWatermark, true, false
 			inputs[in].ended++
 			if inputs[in].ended == inputs[in].channels {
+				// The final watermark fires every window and timer, so a
+				// bounded job gives the result of a batch run.
+				if inputs[in].wm < MaxWatermark {
+					inputs[in].wm = MaxWatermark
+					if err := t.head.Inputs[in].(watermarker).Watermark(MaxWatermark); err != nil {
+						return err
+					}
+				}
 				if err := t.head.Inputs[in].(ender).End(); err != nil {
 					return err
 				}
 				continue
 			}
 		case EventWatermark:
-			if old, ok := chanWM[m.ch.Key]; !ok || ev.Value > old {
-				chanWM[m.ch.Key] = ev.Value
+			st.idle = false
+			if !st.hasWM || ev.Value > st.wm {
+				st.wm, st.hasWM = ev.Value, true
+			}
+		case EventIdle:
+			st.idle = ev.Value != 0
+			if err := t.followIdleness(chans); err != nil {
+				return err
 			}
 		}
-		// A watermark (or an ended channel) may raise the input's minimum.
 		if inputs[in].ended < inputs[in].channels {
-			if wm := t.minWatermark(in, chanWM); wm > inputs[in].wm {
-				inputs[in].wm = wm
-				if err := t.head.Inputs[in].(watermarker).Watermark(wm); err != nil {
-					return err
-				}
+			if err := advance(in); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func (t *task) minWatermark(input int, chanWM map[ChannelKey]int64) int64 {
-	lowest := int64(math.MaxInt64)
+// followIdleness marks the task's output idle when every open input
+// channel is idle, and active when one is not.
+func (t *task) followIdleness(chans map[ChannelKey]*channelState) error {
+	allIdle, open := true, 0
+	for _, c := range chans {
+		if c.wm == MaxWatermark && c.hasWM {
+			continue
+		}
+		open++
+		allIdle = allIdle && c.idle
+	}
+	idle := open > 0 && allIdle
+	if idle != t.outIdle {
+		return t.setIdle(idle)
+	}
+	return nil
+}
+
+// minWatermark returns the lowest watermark over an input's channels that
+// are not idle; ok is false when they are all idle (the watermark holds).
+func (t *task) minWatermark(input int, chans map[ChannelKey]*channelState) (int64, bool) {
+	lowest, any := int64(math.MaxInt64), false
 	for k, in := range t.gate.expected {
 		if in != input {
 			continue
 		}
-		wm, ok := chanWM[k]
-		if !ok {
-			return math.MinInt64
+		c := chans[k]
+		if c.idle {
+			continue
 		}
-		lowest = min(lowest, wm)
+		any = true
+		if !c.hasWM {
+			return math.MinInt64, true
+		}
+		lowest = min(lowest, c.wm)
 	}
-	return lowest
+	return lowest, any
 }
 
 type ender interface{ End() error }
 type watermarker interface{ Watermark(int64) error }
+
+// timer is a processing-time callback.
+type timer struct {
+	at  time.Time
+	seq uint64
+	f   func() error
+}
+
+type timerHeap []*timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if !h[i].at.Equal(h[j].at) {
+		return h[i].at.Before(h[j].at)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(*timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

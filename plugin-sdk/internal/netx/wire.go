@@ -44,6 +44,8 @@ func eventToWire(ev engine.Event) (*pluginpb.Event, error) {
 		return &pluginpb.Event{Kind: &pluginpb.Event_Barrier{Barrier: uint64(ev.Value)}}, nil
 	case engine.EventEnd:
 		return &pluginpb.Event{Kind: &pluginpb.Event_EndOfInput{EndOfInput: true}}, nil
+	case engine.EventIdle:
+		return &pluginpb.Event{Kind: &pluginpb.Event_Idle{Idle: ev.Value != 0}}, nil
 	}
 	return nil, fmt.Errorf("unknown event kind %d", ev.Kind)
 }
@@ -59,6 +61,12 @@ func eventFromWire(e *pluginpb.Event) (engine.Event, error) {
 			return engine.Event{}, errors.New("end_of_input event set to false")
 		}
 		return engine.Event{Kind: engine.EventEnd}, nil
+	case *pluginpb.Event_Idle:
+		v := int64(0)
+		if k.Idle {
+			v = 1
+		}
+		return engine.Event{Kind: engine.EventIdle, Value: v}, nil
 	}
 	return engine.Event{}, errors.New("event of no known kind")
 }
