@@ -118,11 +118,53 @@ type Closer interface {
 	Close() error
 }
 
-// KeyedContext is what a keyed process function sees of the current record.
+// KeyedContext is what a keyed process function sees of the current record
+// or timer.
 type KeyedContext[K comparable] interface {
 	RuntimeContext
-	// Key is the key of the record being processed.
+	// Key is the key of the record (or timer) being processed.
 	Key() K
+	// Timestamp is the event time of the record, or the time of the timer,
+	// in milliseconds; NoTimestamp when the record has none.
+	Timestamp() int64
+	// TimerService registers timers for the current key.
+	TimerService() TimerService
+	// TimeDomain says, in OnTimer, which kind of timer fired.
+	TimeDomain() TimeDomain
+}
+
+// NoTimestamp is the timestamp of a record without event time.
+const NoTimestamp int64 = MinWatermark
+
+// TimeDomain tells event-time timers from processing-time timers.
+type TimeDomain int
+
+// The time domains.
+const (
+	EventTime TimeDomain = iota
+	ProcessingTime
+)
+
+// TimerService registers timers for the current key. A timer is a (key,
+// time) pair: registering the same one twice fires it once. Event-time
+// timers fire when the watermark reaches their time, in time order;
+// processing-time timers when the clock does.
+type TimerService interface {
+	CurrentWatermark() int64
+	// CurrentProcessingTime is the wall clock in milliseconds.
+	CurrentProcessingTime() int64
+	RegisterEventTimeTimer(ts int64)
+	DeleteEventTimeTimer(ts int64)
+	RegisterProcessingTimeTimer(ts int64)
+	DeleteProcessingTimeTimer(ts int64)
+}
+
+// TimerHandler is implemented by keyed process functions that register
+// timers: OnTimer is called for each timer that fires, with the timer's key
+// current, and may emit records (stamped with the timer's time) and use
+// state.
+type TimerHandler[K comparable, OUT any] interface {
+	OnTimer(ctx KeyedContext[K], ts int64, out Collector[OUT]) error
 }
 
 // KeyedProcessFunction processes the records of a keyed stream one by one,

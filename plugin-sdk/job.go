@@ -63,6 +63,7 @@ type Stream[T any] struct {
 	job  *Job
 	v    *engine.Vertex
 	part *engine.Edge // how the next operator reads this stream; nil: forward
+	side string       // the side output of v this stream is, if any
 }
 
 // KeyedStream is a stream partitioned by key: every record with one key
@@ -80,6 +81,7 @@ type options struct {
 	uid         string
 	name        string
 	parallelism int
+	watermarks  any // WatermarkStrategy[T] of a source
 }
 
 // WithUID gives an operator its stable id. State in checkpoints and

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
@@ -24,6 +25,12 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 				c:  collector[OUT]{out: out.(engine.Output[OUT])},
 			}
 			op.ctx = keyedCtx[K]{rt: rtContext{tc: tc, be: op.be}, op: op}
+			op.timers = newTimers()
+			op.wm = MinWatermark
+			op.tc = tc
+			if h, ok := fn.(TimerHandler[K, OUT]); ok {
+				op.onTimer = h
+			}
 			if o, ok := fn.(Opener); ok {
 				if err := openSafely(o, op.ctx.rt); err != nil {
 					return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
@@ -49,6 +56,10 @@ func openSafely(o Opener, ctx RuntimeContext) (err error) {
 }
 
 type keyedOp[K comparable, IN, OUT any] struct {
+	tc       *engine.TaskContext
+	onTimer  TimerHandler[K, OUT]
+	timers   *timers
+	wm       int64
 	fn       KeyedProcessFunction[K, IN, OUT]
 	key      func(IN) K
 	keyCodec codec.Codec[K]
@@ -58,9 +69,11 @@ type keyedOp[K comparable, IN, OUT any] struct {
 	cur      K
 	ctx      keyedCtx[K]
 	c        collector[OUT]
+	domain   TimeDomain
 }
 
-func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
+func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) (err error) {
+	defer catchSide(&err)
 	k := o.key(v)
 	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
 	kg := keygroup.Of(o.keyBuf, o.maxP)
@@ -76,8 +89,58 @@ func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 	return o.c.take()
 }
 
-func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) error { return o.c.out.Watermark(ts) }
-func (o *keyedOp[K, IN, OUT]) End() error               { return o.c.out.End() }
+// Watermark fires the event-time timers at or below ts, in time order,
+// then passes the watermark on.
+func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) (err error) {
+	defer catchSide(&err)
+	o.wm = ts
+	for {
+		t, ok := o.timers.event.popDue(ts)
+		if !ok {
+			break
+		}
+		if err := o.fire(t, EventTime); err != nil {
+			return err
+		}
+	}
+	return o.c.out.Watermark(ts)
+}
+
+// fire calls the function's OnTimer for one timer, scoped to its key.
+func (o *keyedOp[K, IN, OUT]) fire(t timerKey, domain TimeDomain) error {
+	if o.onTimer == nil {
+		return nil
+	}
+	o.keyBuf = append(o.keyBuf[:0], t.key...)
+	o.be.setKey(o.keyBuf, t.kg)
+	k, _, err := o.keyCodec.Decode(o.keyBuf)
+	if err != nil {
+		return fmt.Errorf("timer key: %w", err)
+	}
+	o.cur = k
+	o.c.ts = t.ts
+	o.domain = domain
+	if err := o.onTimer.OnTimer(&o.ctx, t.ts, &o.c); err != nil {
+		return err
+	}
+	return o.c.take()
+}
+
+// fireProcessing fires the processing-time timers that are due.
+func (o *keyedOp[K, IN, OUT]) fireProcessing() (err error) {
+	defer catchSide(&err)
+	now := time.Now().UnixMilli()
+	for {
+		t, ok := o.timers.processing.popDue(now)
+		if !ok {
+			return nil
+		}
+		if err := o.fire(t, ProcessingTime); err != nil {
+			return err
+		}
+	}
+}
+func (o *keyedOp[K, IN, OUT]) End() error { return o.c.out.End() }
 
 // rtContext implements RuntimeContext.
 type rtContext struct {
@@ -92,7 +155,12 @@ func (c rtContext) state() *keyedBackend { return c.be }
 
 type keyedCtx[K comparable] struct {
 	rt rtContext
-	op interface{ currentKey() K }
+	op interface {
+		currentKey() K
+		timestamp() int64
+		timeDomain() TimeDomain
+		timerService() TimerService
+	}
 }
 
 func (c *keyedCtx[K]) Subtask() int         { return c.rt.Subtask() }
@@ -100,8 +168,51 @@ func (c *keyedCtx[K]) Parallelism() int     { return c.rt.Parallelism() }
 func (c *keyedCtx[K]) JobName() string      { return c.rt.JobName() }
 func (c *keyedCtx[K]) state() *keyedBackend { return c.rt.be }
 func (c *keyedCtx[K]) Key() K               { return c.op.currentKey() }
+func (c *keyedCtx[K]) Timestamp() int64     { return c.op.timestamp() }
+func (c *keyedCtx[K]) TimerService() TimerService {
+	return c.op.timerService()
+}
+func (c *keyedCtx[K]) TimeDomain() TimeDomain   { return c.op.timeDomain() }
+func (c *keyedCtx[K]) sideOutput(id string) any { return c.rt.tc.Sides[id] }
+func (c *keyedCtx[K]) timestamp() int64         { return c.op.timestamp() }
 
-func (o *keyedOp[K, IN, OUT]) currentKey() K { return o.cur }
+func (o *keyedOp[K, IN, OUT]) currentKey() K              { return o.cur }
+func (o *keyedOp[K, IN, OUT]) timestamp() int64           { return o.c.ts }
+func (o *keyedOp[K, IN, OUT]) timeDomain() TimeDomain     { return o.domain }
+func (o *keyedOp[K, IN, OUT]) timerService() TimerService { return timerService[K, IN, OUT]{o} }
+
+// timerService registers timers for the current key.
+type timerService[K comparable, IN, OUT any] struct{ o *keyedOp[K, IN, OUT] }
+
+func (s timerService[K, IN, OUT]) CurrentWatermark() int64 { return s.o.wm }
+func (s timerService[K, IN, OUT]) CurrentProcessingTime() int64 {
+	return time.Now().UnixMilli()
+}
+func (s timerService[K, IN, OUT]) key() timerKey {
+	return timerKey{kg: s.o.be.kg + s.o.be.groups.Start, key: string(s.o.be.key)}
+}
+func (s timerService[K, IN, OUT]) RegisterEventTimeTimer(ts int64) {
+	k := s.key()
+	k.ts = ts
+	s.o.timers.event.add(k)
+}
+func (s timerService[K, IN, OUT]) DeleteEventTimeTimer(ts int64) {
+	k := s.key()
+	k.ts = ts
+	s.o.timers.event.remove(k)
+}
+func (s timerService[K, IN, OUT]) RegisterProcessingTimeTimer(ts int64) {
+	k := s.key()
+	k.ts = ts
+	if s.o.timers.processing.add(k) {
+		s.o.tc.AtProcessingTime(time.UnixMilli(ts), s.o.fireProcessing)
+	}
+}
+func (s timerService[K, IN, OUT]) DeleteProcessingTimeTimer(ts int64) {
+	k := s.key()
+	k.ts = ts
+	s.o.timers.processing.remove(k)
+}
 
 // Reduce keeps, per key, the running reduction of the records with f and
 // emits it after every record, as Flink's reduce does.

@@ -14,17 +14,19 @@ import (
 
 // edge is how a consumer reads s: forward unless s was repartitioned.
 func (s *Stream[T]) edge() engine.Edge {
+	e := forward(s)
 	if s.part != nil {
-		return *s.part
+		e = *s.part
 	}
-	return forward(s)
+	e.Side = s.side
+	return e
 }
 
 // Rebalance spreads the records of s round robin over the next operator's
 // parallel instances, evening out skew.
 func Rebalance[T any](s *Stream[T]) *Stream[T] {
 	c := *s
-	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_REBALANCE}
+	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_REBALANCE, Side: s.side}
 	return &c
 }
 
@@ -32,7 +34,7 @@ func Rebalance[T any](s *Stream[T]) *Stream[T] {
 // operator.
 func Broadcast[T any](s *Stream[T]) *Stream[T] {
 	c := *s
-	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_BROADCAST}
+	c.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_BROADCAST, Side: s.side}
 	return &c
 }
 
@@ -126,7 +128,7 @@ func KeyBy[K comparable, T any](s *Stream[T], key func(T) K) *KeyedStream[K, T] 
 		s.job.errs = append(s.job.errs, fmt.Errorf("key of %s: %w", s.v.Name, err))
 	}
 	ks := &KeyedStream[K, T]{Stream: *s, key: key, keyCodec: kc}
-	ks.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_HASH,
+	ks.part = &engine.Edge{From: s.v, Partitioning: pluginpb.Partitioning_PARTITIONING_HASH, Side: s.side,
 		KeyGroup: func(maxP int) any {
 			var buf []byte
 			return func(v T) int {
@@ -247,20 +249,84 @@ type taskInfo struct{ tc *engine.TaskContext }
 func (t taskInfo) Subtask() int     { return t.tc.Subtask }
 func (t taskInfo) Parallelism() int { return t.tc.Parallelism }
 
-// FromSource adds a source to the job.
+// FromSource adds a source to the job. WithWatermarks gives its records
+// event time.
 func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
-	// A source's split positions will be checkpoint state; until
-	// checkpoints arrive a source may go without a UID.
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
+	var wm *WatermarkStrategy[T]
+	if o.watermarks != nil {
+		w, ok := o.watermarks.(WatermarkStrategy[T])
+		if !ok {
+			job.errs = append(job.errs, fmt.Errorf("source %s: watermark strategy for %T records, not for this source's", o.uid, o.watermarks))
+		} else {
+			wm = &w
+		}
+	}
 	return add[T](job, kindSource, false, nil, opts,
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
 			o := out.(engine.Output[T])
 			return &engine.Operator{Run: func(ctx context.Context, idle func()) error {
-				return runSource(ctx, tc, src, o, idle)
+				return runSource(ctx, tc, src, wm, o, idle)
 			}}, nil
 		})
 }
 
-func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], out engine.Output[T], idle func()) (err error) {
+// sourceCollector stamps records with event time and tracks the watermark
+// of each split.
+type sourceCollector[T any] struct {
+	collector[T]
+	wm       *WatermarkStrategy[T]
+	gens     []WatermarkGenerator
+	seen     []bool      // the split had records since the last check
+	lastSeen []time.Time // when the split last had records
+	idle     []bool
+	cur      int
+	perSplit bool
+}
+
+func (c *sourceCollector[T]) Split(i int) {
+	if i >= 0 && i < len(c.gens) {
+		c.cur, c.perSplit = i, true
+	}
+}
+
+func (c *sourceCollector[T]) Collect(v T) {
+	if c.wm != nil {
+		ts := c.wm.timestamp(v)
+		c.gens[c.cur].OnEvent(ts)
+		c.seen[c.cur] = true
+		c.collector.ts = ts
+	}
+	c.collector.Collect(v)
+}
+
+// watermark returns the source subtask's watermark over its splits that are
+// not idle, and whether every split is idle.
+func (c *sourceCollector[T]) watermark(now time.Time) (wm int64, allIdle bool) {
+	n := len(c.gens)
+	if !c.perSplit {
+		n = 1
+	}
+	wm, allIdle = MaxWatermark, true
+	for i := range n {
+		if c.seen[i] {
+			c.seen[i], c.lastSeen[i], c.idle[i] = false, now, false
+		} else if c.wm.idleness > 0 && now.Sub(c.lastSeen[i]) >= c.wm.idleness {
+			c.idle[i] = true
+		}
+		if c.idle[i] {
+			continue
+		}
+		allIdle = false
+		wm = min(wm, c.gens[i].Watermark())
+	}
+	return wm, allIdle
+}
+
+func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], strategy *WatermarkStrategy[T], out engine.Output[T], idle func()) (err error) {
 	info := taskInfo{tc}
 	all, err := src.Splits(ctx, info)
 	if err != nil {
@@ -281,7 +347,20 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			err = fmt.Errorf("source %s: close: %w", tc.Vertex.Name, cerr)
 		}
 	}()
-	c := &collector[T]{out: out, ts: engine.NoTimestamp}
+	c := &sourceCollector[T]{collector: collector[T]{out: out, ts: engine.NoTimestamp}, wm: strategy}
+	if strategy != nil {
+		n := max(len(mine), 1)
+		c.gens = make([]WatermarkGenerator, n)
+		for i := range c.gens {
+			c.gens[i] = strategy.newGenerator()
+		}
+		c.seen, c.idle, c.lastSeen = make([]bool, n), make([]bool, n), make([]time.Time, n)
+		now := time.Now()
+		for i := range c.lastSeen {
+			c.lastSeen[i] = now
+		}
+	}
+	emitted := MinWatermark
 	backoff := time.Millisecond
 	for {
 		st, err := r.Read(ctx, c)
@@ -290,6 +369,23 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 		}
 		if err != nil {
 			return fmt.Errorf("source %s: read: %w", tc.Vertex.Name, err)
+		}
+		if strategy != nil && st != Done {
+			wm, allIdle := c.watermark(time.Now())
+			switch {
+			case allIdle:
+				if err := tc.SetIdle(true); err != nil {
+					return err
+				}
+			case wm > emitted && wm != MaxWatermark:
+				emitted = wm
+				if err := out.Watermark(wm); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tc.RunDueTimers(); err != nil {
+			return err
 		}
 		switch st {
 		case Done:
@@ -300,10 +396,14 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			return out.End()
 		case Idle:
 			idle()
+			wait := backoff
+			if next, ok := tc.NextTimer(); ok {
+				wait = max(min(wait, time.Until(next)), 0)
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			backoff = min(backoff*2, 20*time.Millisecond)
 		default:

@@ -3,6 +3,7 @@ package sdk
 import (
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
@@ -70,22 +71,71 @@ func (be *keyedBackend) setKey(key []byte, kg int) {
 	be.kg = kg - be.groups.Start
 }
 
-// tables is one table per key group of the backend.
-type tables[V any] []*table[V]
+// tables is one table per key group of the backend, with the state's time
+// to live.
+type tables[V any] struct {
+	t   []*table[V]
+	ttl int64 // ms; 0: entries live until cleared
+}
 
-func newTables[V any](be *keyedBackend) tables[V] {
-	t := make(tables[V], be.groups.Len())
-	for i := range t {
-		t[i] = newTable[V]()
+func newTables[V any](be *keyedBackend, cfg stateConfig) tables[V] {
+	t := tables[V]{t: make([]*table[V], be.groups.Len()), ttl: cfg.ttl.Milliseconds()}
+	for i := range t.t {
+		t.t[i] = newTable[V]()
 	}
 	return t
 }
 
-func (t tables[V]) get(be *keyedBackend) *entry[V] { return t[be.kg].get(be.hash, be.key) }
+// get returns the current key's entry; an expired one is removed and not
+// returned.
+func (t tables[V]) get(be *keyedBackend) *entry[V] {
+	e := t.t[be.kg].get(be.hash, be.key)
+	if e != nil && t.ttl > 0 && e.expires <= time.Now().UnixMilli() {
+		t.t[be.kg].del(be.hash, be.key)
+		return nil
+	}
+	return e
+}
 
-func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) { return t[be.kg].put(be.hash, be.key) }
+// put returns the current key's entry, creating it; a write renews the
+// time to live, as Flink's OnCreateAndWrite does.
+func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) {
+	tab := t.t[be.kg]
+	if t.ttl > 0 {
+		if e := t.get(be); e == nil {
+			// Expired or absent: start afresh.
+			e, _ := tab.put(be.hash, be.key)
+			e.expires = time.Now().UnixMilli() + t.ttl
+			return e, true
+		}
+	}
+	e, created := tab.put(be.hash, be.key)
+	if t.ttl > 0 {
+		e.expires = time.Now().UnixMilli() + t.ttl
+	}
+	return e, created
+}
 
-func (t tables[V]) del(be *keyedBackend) { t[be.kg].del(be.hash, be.key) }
+func (t tables[V]) del(be *keyedBackend) { t.t[be.kg].del(be.hash, be.key) }
+
+// StateOption configures a keyed state.
+type StateOption func(*stateConfig)
+
+type stateConfig struct {
+	ttl time.Duration
+}
+
+// WithTTL makes entries expire d after they were last written: an expired
+// value is never returned, and is removed when next touched.
+func WithTTL(d time.Duration) StateOption { return func(c *stateConfig) { c.ttl = d } }
+
+func stateOptions(opts []StateOption) stateConfig {
+	var c stateConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
 
 // register returns the state named name, creating it with create, or
 // panics when the name is taken by a state of another type (Open turns the
@@ -108,9 +158,9 @@ func register[S any](ctx RuntimeContext, name string, create func(*keyedBackend)
 
 // NewValueState returns the value state called name of the operator whose
 // function is being opened. Call it from Open.
-func NewValueState[T any](ctx RuntimeContext, name string) ValueState[T] {
+func NewValueState[T any](ctx RuntimeContext, name string, opts ...StateOption) ValueState[T] {
 	return register(ctx, name, func(be *keyedBackend) *valueState[T] {
-		return &valueState[T]{be: be, t: newTables[T](be)}
+		return &valueState[T]{be: be, t: newTables[T](be, stateOptions(opts))}
 	})
 }
 
@@ -135,9 +185,9 @@ func (s *valueState[T]) Update(v T) {
 func (s *valueState[T]) Clear() { s.t.del(s.be) }
 
 // NewListState returns the list state called name.
-func NewListState[T any](ctx RuntimeContext, name string) ListState[T] {
+func NewListState[T any](ctx RuntimeContext, name string, opts ...StateOption) ListState[T] {
 	return register(ctx, name, func(be *keyedBackend) *listState[T] {
-		return &listState[T]{be: be, t: newTables[[]T](be)}
+		return &listState[T]{be: be, t: newTables[[]T](be, stateOptions(opts))}
 	})
 }
 
@@ -170,9 +220,9 @@ func (s *listState[T]) Update(vs []T) {
 func (s *listState[T]) Clear() { s.t.del(s.be) }
 
 // NewMapState returns the map state called name.
-func NewMapState[UK comparable, UV any](ctx RuntimeContext, name string) MapState[UK, UV] {
+func NewMapState[UK comparable, UV any](ctx RuntimeContext, name string, opts ...StateOption) MapState[UK, UV] {
 	return register(ctx, name, func(be *keyedBackend) *mapState[UK, UV] {
-		return &mapState[UK, UV]{be: be, t: newTables[map[UK]UV](be)}
+		return &mapState[UK, UV]{be: be, t: newTables[map[UK]UV](be, stateOptions(opts))}
 	})
 }
 
@@ -233,9 +283,9 @@ func (s *mapState[UK, UV]) Clear()   { s.t.del(s.be) }
 
 // NewReducingState returns the reducing state called name, which combines
 // the values added for a key with reduce.
-func NewReducingState[T any](ctx RuntimeContext, name string, reduce func(a, b T) T) ReducingState[T] {
+func NewReducingState[T any](ctx RuntimeContext, name string, reduce func(a, b T) T, opts ...StateOption) ReducingState[T] {
 	return register(ctx, name, func(be *keyedBackend) *reducingState[T] {
-		return &reducingState[T]{valueState: valueState[T]{be: be, t: newTables[T](be)}, reduce: reduce}
+		return &reducingState[T]{valueState: valueState[T]{be: be, t: newTables[T](be, stateOptions(opts))}, reduce: reduce}
 	})
 }
 
@@ -258,3 +308,52 @@ func (s *reducingState[T]) addGet(v T) T {
 	}
 	return e.val
 }
+
+// AggregateFunction folds records into an accumulator and turns it into a
+// result; Merge combines two accumulators (session windows merge theirs).
+// Its methods must not keep references to their arguments.
+type AggregateFunction[IN, ACC, OUT any] interface {
+	CreateAccumulator() ACC
+	Add(acc ACC, v IN) ACC
+	Result(acc ACC) OUT
+	Merge(a, b ACC) ACC
+}
+
+// AggregatingState keeps one accumulator per key.
+type AggregatingState[IN, OUT any] interface {
+	// Get returns the result for the current key, if it has values.
+	Get() (OUT, bool)
+	Add(v IN)
+	Clear()
+}
+
+// NewAggregatingState returns the aggregating state called name.
+func NewAggregatingState[IN, ACC, OUT any](ctx RuntimeContext, name string, agg AggregateFunction[IN, ACC, OUT], opts ...StateOption) AggregatingState[IN, OUT] {
+	return register(ctx, name, func(be *keyedBackend) *aggregatingState[IN, ACC, OUT] {
+		return &aggregatingState[IN, ACC, OUT]{be: be, t: newTables[ACC](be, stateOptions(opts)), agg: agg}
+	})
+}
+
+type aggregatingState[IN, ACC, OUT any] struct {
+	be  *keyedBackend
+	t   tables[ACC]
+	agg AggregateFunction[IN, ACC, OUT]
+}
+
+func (s *aggregatingState[IN, ACC, OUT]) Get() (OUT, bool) {
+	if e := s.t.get(s.be); e != nil {
+		return s.agg.Result(e.val), true
+	}
+	var zero OUT
+	return zero, false
+}
+
+func (s *aggregatingState[IN, ACC, OUT]) Add(v IN) {
+	e, created := s.t.put(s.be)
+	if created {
+		e.val = s.agg.CreateAccumulator()
+	}
+	e.val = s.agg.Add(e.val, v)
+}
+
+func (s *aggregatingState[IN, ACC, OUT]) Clear() { s.t.del(s.be) }

@@ -20,6 +20,8 @@ type entry[V any] struct {
 	long  string
 	val   V
 	next  *entry[V]
+	// expires is when the entry's time to live ends (Unix ms), or 0.
+	expires int64
 }
 
 const shortKey = 16

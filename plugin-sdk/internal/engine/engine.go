@@ -72,6 +72,17 @@ type Edge struct {
 	// producing vertex's type to its key group. It is called once per task,
 	// so that the function may own a scratch buffer.
 	KeyGroup func(maxParallelism int) any
+	// Side, when set, makes the edge carry the producer's side output of
+	// that name (of type From.Sides[Side]) instead of its main output.
+	Side string
+}
+
+// Type returns the type of the records the edge carries.
+func (e *Edge) Type() *Type {
+	if e.Side != "" {
+		return e.From.Sides[e.Side]
+	}
+	return e.From.Out
 }
 
 // Operator is one subtask's instance of a vertex.
@@ -96,6 +107,8 @@ type Vertex struct {
 	Stateful    bool
 	// Out describes the type of the records the vertex emits; nil for sinks.
 	Out *Type
+	// Sides are the types of the vertex's side outputs, by name.
+	Sides map[string]*Type
 	// Build creates the operator of one subtask; out is an Output[OUT] of
 	// the vertex's output type, or nil for a sink.
 	Build func(tc *TaskContext, out any) (*Operator, error)
@@ -111,6 +124,9 @@ type TaskContext struct {
 	KeyGroups      keygroup.Range
 	// Ctx is cancelled when the task must stop.
 	Ctx context.Context
+	// Sides are the vertex's side outputs (Output of each side's type), by
+	// name; a side nobody reads discards its records.
+	Sides map[string]any
 
 	task *task
 }

@@ -85,7 +85,7 @@ func NewPlan(jobName string, vertices []*Vertex, defaultParallelism, maxParallel
 			samePar := from.Parallelism == v.Parallelism
 			forwardish := e.Partitioning == pluginpb.Partitioning_PARTITIONING_FORWARD ||
 				(from.Parallelism == 1 && v.Parallelism == 1 && e.Partitioning != pluginpb.Partitioning_PARTITIONING_BROADCAST)
-			if samePar && forwardish && from.Out != nil && p.next[from.ID] == nil {
+			if samePar && forwardish && e.Side == "" && from.Out != nil && p.next[from.ID] == nil {
 				c := p.chainOf[from.ID]
 				c.Vertices = append(c.Vertices, v)
 				p.chainOf[v.ID] = c

@@ -256,7 +256,7 @@ func (t *task) maybeFlush() error {
 
 // build creates the chain's operators from the tail to the head, wiring
 // each vertex's output to its chained successor and to encoders for the
-// edges that leave the chain.
+// edges that leave the chain, and its side outputs to theirs.
 func (t *task) build(ctx context.Context) error {
 	plan := t.x.Plan
 	var next any // Output of the chained successor's first input
@@ -267,22 +267,25 @@ func (t *task) build(ctx context.Context) error {
 		if next != nil {
 			outs = append(outs, next)
 		}
+		sides := map[string][]any{}
 		for _, c := range plan.Consumers(v) {
 			enc, err := t.openEncoder(ctx, tc, v, c)
 			if err != nil {
 				return err
 			}
+			if c.Edge.Side != "" {
+				sides[c.Edge.Side] = append(sides[c.Edge.Side], enc)
+				continue
+			}
 			outs = append(outs, enc)
 		}
 		var out any
-		switch {
-		case v.Out == nil:
-		case len(outs) == 0:
-			out = v.Out.discard()
-		case len(outs) == 1:
-			out = outs[0]
-		default:
-			out = v.Out.fanOut(outs)
+		if v.Out != nil {
+			out = combine(v.Out, outs)
+		}
+		tc.Sides = map[string]any{}
+		for name, typ := range v.Sides {
+			tc.Sides[name] = combine(typ, sides[name])
 		}
 		op, err := v.Build(tc, out)
 		if err != nil {
@@ -300,13 +303,24 @@ func (t *task) build(ctx context.Context) error {
 	}
 	head := t.chain.Vertices[0]
 	t.decoders = make([]func([]byte, int) error, len(head.Inputs))
-	for k, e := range head.Inputs {
+	for k := range head.Inputs {
 		if k >= len(t.head.Inputs) {
 			return fmt.Errorf("operator %s built %d inputs, has %d edges", head.Name, len(t.head.Inputs), len(head.Inputs))
 		}
-		t.decoders[k] = e.From.Out.newDecoder(t.head.Inputs[k])
+		t.decoders[k] = head.Inputs[k].Type().newDecoder(t.head.Inputs[k])
 	}
 	return nil
+}
+
+// combine returns one Output of typ that feeds all outs (or discards).
+func combine(typ *Type, outs []any) any {
+	switch len(outs) {
+	case 0:
+		return typ.discard()
+	case 1:
+		return outs[0]
+	}
+	return typ.fanOut(outs)
 }
 
 func (t *task) openEncoder(ctx context.Context, tc *TaskContext, v *Vertex, c ChainInput) (any, error) {
@@ -330,7 +344,7 @@ func (t *task) openEncoder(ctx context.Context, tc *TaskContext, v *Vertex, c Ch
 		}
 		chans = append(chans, w)
 	}
-	enc, err := v.Out.newEncoder(tc, chans, c.Edge, consumer.Parallelism)
+	enc, err := c.Edge.Type().newEncoder(tc, chans, c.Edge, consumer.Parallelism)
 	if err != nil {
 		return nil, err
 	}
