@@ -391,13 +391,34 @@ func (m *Manager) ReportTasks(ctx context.Context, req *eddypb.ReportTasksReques
 		groups[k] = append(groups[k], t)
 	}
 	for _, k := range order {
-		if _, ok := m.raft.State().Job(controlplane.JobID(k.job)); !ok {
+		j, ok := m.raft.State().Job(controlplane.JobID(k.job))
+		if !ok {
 			continue
 		}
-		if _, err := m.raft.Apply(ctx, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: k.job, Attempt: k.attempt, Tasks: groups[k]}); err != nil {
+		tasks := groups[k]
+		if j.Status == eddypb.JobStatus_JOB_STATUS_CANCELLING || j.Status == eddypb.JobStatus_JOB_STATUS_CANCELED {
+			tasks = cancelledNotFailed(tasks)
+		}
+		if _, err := m.raft.Apply(ctx, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: k.job, Attempt: k.attempt, Tasks: tasks}); err != nil {
 			return err
 		}
 	}
 	m.Kick()
 	return nil
+}
+
+// cancelledNotFailed reports the failures of a job that is being cancelled
+// as cancellations: the workers stop their tasks one after the other, and a
+// task whose peer on another worker stopped first fails on the broken
+// channel, because of the cancel.
+func cancelledNotFailed(tasks []*eddypb.TaskStatus) []*eddypb.TaskStatus {
+	out := make([]*eddypb.TaskStatus, len(tasks))
+	for i, t := range tasks {
+		if t.State == eddypb.TaskState_TASK_STATE_FAILED {
+			t = proto.CloneOf(t)
+			t.State = eddypb.TaskState_TASK_STATE_CANCELED
+		}
+		out[i] = t
+	}
+	return out
 }

@@ -69,23 +69,56 @@ func buildEddy() (string, error) {
 	}
 	build.dir = dir
 	out := filepath.Join(dir, "eddy")
+	if err := goBuild(ctx, root, out, "./cmd/eddy", nil); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// BuildJob builds the main package pkg of this module (a path relative to
+// the module's root, such as "./examples/wordcount") to the file out, and
+// returns out. Like the eddy binary, it is built with -race when the
+// calling binary is (see RaceEnv), so that a data race in a job's plugin
+// process reaches its worker's log and fails the test in Close. flags are
+// extra go build flags, such as "-ldflags=-X main.variant=2".
+func BuildJob(t TB, out, pkg string, flags ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	root, err := moduleRoot(ctx)
+	if err == nil {
+		out, err = filepath.Abs(out)
+	}
+	if err == nil {
+		err = goBuild(ctx, root, out, pkg, flags)
+	}
+	if err != nil {
+		t.Fatalf("build job %s: %v", pkg, err)
+	}
+	return out
+}
+
+// goBuild runs go build in root, with -race when it is wanted.
+func goBuild(ctx context.Context, root, out, pkg string, flags []string) error {
 	args := []string{"build", "-o", out}
 	race := raceEnabled
 	if v := os.Getenv(RaceEnv); v != "" {
+		var err error
 		if race, err = strconv.ParseBool(v); err != nil {
-			return "", fmt.Errorf("%s=%q: %w", RaceEnv, v, err)
+			return fmt.Errorf("%s=%q: %w", RaceEnv, v, err)
 		}
 	}
 	if race {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/eddy")
+	args = append(args, flags...)
+	args = append(args, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), root, err, b)
+		return fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), root, err, b)
 	}
-	return out, nil
+	return nil
 }
 
 // moduleRoot returns the directory of the go.mod of the current directory's

@@ -1,8 +1,9 @@
 // Package procs runs real eddy processes for end-to-end tests and benchmark
-// programs: it builds the eddy binary once per test binary, starts
-// `eddy server` nodes and `eddy worker`s on free loopback ports with a log
-// file each, kills them with SIGKILL, restarts them on their old data dir and
-// ports, and finds the leader over the REST API. Every wait is bounded, and
+// programs: it builds the eddy binary once per test binary (and job binaries
+// on request), starts `eddy server` nodes, optionally sharing one storage
+// directory, and `eddy worker`s on free loopback ports with a log file each,
+// kills them with SIGKILL, restarts them on their old data dir and ports, and
+// finds the leader over the REST API. Every wait is bounded, and
 // every process it starts is killed, with its whole process group, when the
 // test (or the Main of a program) ends.
 //

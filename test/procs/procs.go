@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,11 @@ type Config struct {
 	// LogTail is how many last lines of each process's log are shown when
 	// the test has failed; zero means 80, negative means none.
 	LogTail int
+	// SharedStorage gives every server the same --storage, the directory
+	// StorageDir returns, as a real cluster has: an artifact uploaded
+	// through one node is then found by the others and by every worker.
+	// Without it each server keeps its storage under its own data dir.
+	SharedStorage bool
 }
 
 // killWait bounds how long a SIGKILLed process may take to be reaped.
@@ -91,6 +97,19 @@ func (c *Cluster) Bin() string { return c.bin }
 
 // Dir returns the directory that holds the data dirs and logs.
 func (c *Cluster) Dir() string { return c.cfg.Dir }
+
+// StorageDir returns the directory of the storage the servers share, or ""
+// without Config.SharedStorage.
+func (c *Cluster) StorageDir() string {
+	if !c.cfg.SharedStorage {
+		return ""
+	}
+	dir := filepath.Join(c.cfg.Dir, "storage")
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs // a file:// URL needs an absolute path
+	}
+	return dir
+}
 
 // Proc is one eddy process, across its restarts.
 type Proc struct {
@@ -193,6 +212,9 @@ func (c *Cluster) StartServer(id, join string) *Proc {
 		p.args = append(p.args, "--bootstrap")
 	} else {
 		p.args = append(p.args, "--join", join)
+	}
+	if dir := c.StorageDir(); dir != "" {
+		p.args = append(p.args, "--storage", (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String())
 	}
 	p.args = append(p.args, c.cfg.ServerArgs...)
 	c.add(p)
