@@ -69,11 +69,12 @@ type Job struct {
 // TaskState is the state of one parallel subtask of one chain of operators
 // in the current attempt.
 type TaskState struct {
-	Chain   uint32 `json:"chain"`
-	Name    string `json:"name,omitempty"`
-	Subtask uint32 `json:"subtask"`
-	State   string `json:"state"`
-	Error   string `json:"error,omitempty"`
+	Chain    uint32 `json:"chain"`
+	Name     string `json:"name,omitempty"`
+	Subtask  uint32 `json:"subtask"`
+	State    string `json:"state"`
+	Error    string `json:"error,omitempty"`
+	WorkerID string `json:"worker_id,omitempty"`
 }
 
 // Task is one parallel subtask of a job and the slot it is assigned to.

@@ -598,7 +598,7 @@ func ExampleDescribe() {
 	// odd  filter parallelism 4, chain 0
 	// sum  reduce parallelism 4, chain 1
 	// out  sink   parallelism 1, chain 2
-	// job refused: operator reduce-1 (reduce) keeps state and needs a stable uid: add sdk.WithUID(...)
+	// operator reduce-1 (reduce) keeps state and needs a stable uid: add sdk.WithUID(...)
 }
 
 func ExampleWithUID() {

@@ -166,7 +166,7 @@ const (
 // plan resolves the graph for a run with the given default parallelism.
 func (j *Job) plan(parallelism int) (*engine.Plan, error) {
 	if len(j.errs) > 0 {
-		return nil, fmt.Errorf("job %s: %w", j.name, joinErrs(j.errs))
+		return nil, joinErrs(j.errs)
 	}
 	if len(j.vertices) == 0 {
 		return nil, fmt.Errorf("job %s has no operators", j.name)

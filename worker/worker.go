@@ -288,6 +288,14 @@ func (w *Worker) heartbeat(ctx context.Context, interval time.Duration) {
 			w.rotate(i)
 			continue
 		}
+		for _, c := range resp.Cancel {
+			w.log.Warn("control plane says the job attempt has ended; stopping its tasks", "job_id", c.JobId, "attempt", c.Attempt)
+			go func() {
+				if _, err := (&service{w: w}).CancelTasks(ctx, c); err != nil {
+					w.log.Warn("stop tasks of an ended job", "job_id", c.JobId, "error", err)
+				}
+			}()
+		}
 		if resp.Reregister {
 			w.mu.Lock()
 			w.reg = false

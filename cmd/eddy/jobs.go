@@ -100,9 +100,9 @@ func newInfoCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "\nExecution (attempt %d):\n", j.Attempt)
 				var rows [][]string
 				for _, t := range j.Execution {
-					rows = append(rows, []string{t.Name, fmt.Sprint(t.Subtask), t.State, t.Error})
+					rows = append(rows, []string{t.Name, fmt.Sprint(t.Subtask), t.WorkerID, t.State, t.Error})
 				}
-				if err := table(w, "OPERATORS\tSUBTASK\tSTATE\tERROR", rows); err != nil {
+				if err := table(w, "OPERATORS\tSUBTASK\tWORKER\tSTATE\tERROR", rows); err != nil {
 					return err
 				}
 			}

@@ -236,7 +236,7 @@ func (d *dispatcher) getJob(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, t := range resp.Tasks {
-		ts := api.TaskState{Chain: t.Chain, Subtask: t.Subtask, State: strings.TrimPrefix(t.State.String(), "TASK_STATE_"), Error: t.Error}
+		ts := api.TaskState{Chain: t.Chain, Subtask: t.Subtask, State: strings.TrimPrefix(t.State.String(), "TASK_STATE_"), Error: t.Error, WorkerID: t.WorkerId}
 		if int(t.Chain) < len(chains) {
 			ts.Name = chains[t.Chain].Name
 		}

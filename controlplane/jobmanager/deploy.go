@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eddy-streams/eddy/controlplane"
@@ -195,27 +196,36 @@ func (m *Manager) endJob(ctx context.Context, j *eddypb.Job, status eddypb.JobSt
 }
 
 // cancelOnWorkers asks every worker of the job to stop its tasks, in the
-// background.
+// background, all at once and each with its own deadline.
 func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssignment) {
 	workers := m.workerAddrs(assignments)
 	if m.cfg.Worker == nil || len(workers) == 0 {
 		return
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for id, addr := range workers {
+	for id, addr := range workers {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 			c, err := m.cfg.Worker(addr)
 			if err == nil {
 				_, err = c.CancelTasks(ctx, &eddypb.CancelTasksRequest{JobId: j.Spec.JobId, Attempt: j.Attempt})
 			}
 			if err != nil {
-				m.cfg.Logger.Warn("cancel tasks on worker", "job_id", j.Spec.JobId, "worker_id", id, "error", err)
+				m.cfg.Logger.Warn("cancel tasks on worker", "job_id", j.Spec.JobId, "worker_id", id, "error", workerError(err))
 			}
-		}
-	}()
+		}()
+	}
+}
+
+// workerError is a worker's error as a person reads it: its message, not
+// the gRPC wrapping.
+func workerError(err error) error {
+	if st, ok := status.FromError(err); ok {
+		return errors.New(st.Message())
+	}
+	return err
 }
 
 // workerAddrs returns the address of every worker that holds a slot of the
@@ -320,7 +330,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("worker %s: %w", wid, controlplane.FromStatus(err)))
+				errs = append(errs, fmt.Errorf("worker %s: %w", wid, workerError(err)))
 				return
 			}
 			dataAddr[wid] = resp.DataAddr
@@ -356,7 +366,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 			}
 			if err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("worker %s: %w", wid, controlplane.FromStatus(err)))
+				errs = append(errs, fmt.Errorf("worker %s: %w", wid, workerError(err)))
 				mu.Unlock()
 			}
 		}()
@@ -396,7 +406,17 @@ func (m *Manager) ReportTasks(ctx context.Context, req *eddypb.ReportTasksReques
 			continue
 		}
 		tasks := groups[k]
-		if j.Status == eddypb.JobStatus_JOB_STATUS_CANCELLING || j.Status == eddypb.JobStatus_JOB_STATUS_CANCELED {
+		for i, t := range tasks {
+			if t.WorkerId == "" {
+				t = proto.CloneOf(t)
+				t.WorkerId = req.WorkerId
+				tasks[i] = t
+			}
+		}
+		switch j.Status {
+		case eddypb.JobStatus_JOB_STATUS_CANCELLING, eddypb.JobStatus_JOB_STATUS_CANCELED, eddypb.JobStatus_JOB_STATUS_FAILED:
+			// Once a job is being stopped, or failed for its first failure,
+			// the tasks that fail on the channels it broke were cancelled.
 			tasks = cancelledNotFailed(tasks)
 		}
 		if _, err := m.raft.Apply(ctx, fsm.CmdUpdateTasks, &eddypb.UpdateTasksCommand{JobId: k.job, Attempt: k.attempt, Tasks: tasks}); err != nil {

@@ -100,7 +100,33 @@ func (m *Manager) Heartbeat(_ context.Context, req *eddypb.HeartbeatRequest) (*e
 	m.mu.Lock()
 	m.lastSeen[id] = seen{req.InstanceId, m.cfg.Now()}
 	m.mu.Unlock()
-	return &eddypb.HeartbeatResponse{}, nil
+	return &eddypb.HeartbeatResponse{Cancel: m.orphans(req.Tasks)}, nil
+}
+
+// orphans returns the job attempts a worker still runs tasks of that the
+// control plane no longer wants: the job ended, or a newer attempt runs. A
+// cancel that did not reach the worker is caught up with this way.
+func (m *Manager) orphans(tasks []*eddypb.TaskStatus) []*eddypb.CancelTasksRequest {
+	st := m.raft.State()
+	type attempt struct {
+		job string
+		n   uint64
+	}
+	done := map[attempt]bool{}
+	var out []*eddypb.CancelTasksRequest
+	for _, t := range tasks {
+		a := attempt{t.JobId, t.Attempt}
+		if done[a] {
+			continue
+		}
+		j, ok := st.Job(controlplane.JobID(t.JobId))
+		if ok && !fsm.Terminal(j.Status) && j.Attempt == t.Attempt {
+			continue
+		}
+		done[a] = true
+		out = append(out, &eddypb.CancelTasksRequest{JobId: t.JobId, Attempt: t.Attempt})
+	}
+	return out
 }
 
 // Run marks silent workers lost until ctx ends.

@@ -46,8 +46,15 @@ func (s *Server) UploadArtifact(ctx context.Context, r io.Reader) (api.Artifact,
 	}
 	sha := hex.EncodeToString(h.Sum(nil))
 	name := artifactName(sha)
-	if info, err := s.blobs.Stat(ctx, name); err == nil && info.SHA256 == sha {
-		return api.Artifact{SHA256: sha, URL: s.blobs.URL(name), Size: info.Size}, nil
+	// An object with the same name is the same binary, unless its bytes
+	// were damaged: then the upload repairs it.
+	if rc, info, err := s.blobs.Open(ctx, name); err == nil {
+		_, cerr := io.Copy(io.Discard, rc)
+		rc.Close()
+		if cerr == nil && info.SHA256 == sha {
+			return api.Artifact{SHA256: sha, URL: s.blobs.URL(name), Size: info.Size}, nil
+		}
+		s.log.Warn("stored artifact is damaged; replacing it", "sha256", sha, "error", cerr)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return api.Artifact{}, err

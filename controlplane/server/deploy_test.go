@@ -328,3 +328,33 @@ func TestArtifactUploadIsContentAddressed(t *testing.T) {
 		t.Fatalf("artifact url %s does not name its hash", a1.URL)
 	}
 }
+
+// TestHeartbeatCancelsTasksOfEndedJobs: a worker that still reports tasks
+// of a job that ended (its cancel was lost) is told to stop them.
+func TestHeartbeatCancelsTasksOfEndedJobs(t *testing.T) {
+	c := cptest.TestCluster(t, 1)
+	cl := client.New(c.HTTPAddrs())
+	w := startFakeWorker(t, c, "w1", 2, func(*eddypb.TaskRef) (eddypb.TaskState, string) {
+		return eddypb.TaskState_TASK_STATE_RUNNING, ""
+	})
+	a := uploadFake(t, cl)
+	j, err := cl.Submit(context.Background(), api.SubmitJob{Artifact: &a, Graph: testGraph(2, "count")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, cl, j.ID, "RUNNING")
+	running := &eddypb.TaskStatus{JobId: j.ID, Attempt: 1, Chain: 0, Subtask: 0, State: eddypb.TaskState_TASK_STATE_RUNNING}
+	hb := &eddypb.HeartbeatRequest{WorkerId: "w1", InstanceId: "w1-i", Tasks: []*eddypb.TaskStatus{running}}
+	resp, err := w.cp.Heartbeat(context.Background(), hb)
+	if err != nil || len(resp.Cancel) != 0 {
+		t.Fatalf("heartbeat of a running job: %v, cancel %v", err, resp.GetCancel())
+	}
+	if _, err := cl.Cancel(context.Background(), j.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, cl, j.ID, "CANCELED")
+	resp, err = w.cp.Heartbeat(context.Background(), hb)
+	if err != nil || len(resp.Cancel) != 1 || resp.Cancel[0].JobId != j.ID || resp.Cancel[0].Attempt != 1 {
+		t.Fatalf("heartbeat of an ended job's task: %v, cancel %v", err, resp.GetCancel())
+	}
+}

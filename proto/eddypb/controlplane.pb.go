@@ -2444,7 +2444,10 @@ type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// reregister tells the worker that the control plane does not know this
 	// instance (it was marked lost, or it never registered): register again.
-	Reregister    bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	Reregister bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	// cancel lists job attempts the worker still runs tasks of although they
+	// ended or were superseded: stop them.
+	Cancel        []*CancelTasksRequest `protobuf:"bytes,2,rep,name=cancel,proto3" json:"cancel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2484,6 +2487,13 @@ func (x *HeartbeatResponse) GetReregister() bool {
 		return x.Reregister
 	}
 	return false
+}
+
+func (x *HeartbeatResponse) GetCancel() []*CancelTasksRequest {
+	if x != nil {
+		return x.Cancel
+	}
+	return nil
 }
 
 type ListWorkersRequest struct {
@@ -2737,6 +2747,7 @@ type TaskStatus struct {
 	State         TaskState              `protobuf:"varint,5,opt,name=state,proto3,enum=eddy.v1.TaskState" json:"state,omitempty"`
 	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	AtMs          int64                  `protobuf:"varint,7,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the worker that ran the task
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2818,6 +2829,13 @@ func (x *TaskStatus) GetAtMs() int64 {
 		return x.AtMs
 	}
 	return 0
+}
+
+func (x *TaskStatus) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
 }
 
 type ReportTasksRequest struct {
@@ -3539,11 +3557,12 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\x12)\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"3\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"h\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
-	"reregister\"\x14\n" +
+	"reregister\x123\n" +
+	"\x06cancel\x18\x02 \x03(\v2\x1b.eddy.v1.CancelTasksRequestR\x06cancel\"\x14\n" +
 	"\x12ListWorkersRequest\"{\n" +
 	"\x13ListWorkersResponse\x12)\n" +
 	"\aworkers\x18\x01 \x03(\v2\x0f.eddy.v1.WorkerR\aworkers\x129\n" +
@@ -3562,7 +3581,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\fjobs_pending\x18\b \x01(\rR\vjobsPending\x12\x1b\n" +
 	"\tleader_id\x18\t \x01(\tR\bleaderId\x12\x17\n" +
 	"\anode_id\x18\n" +
-	" \x01(\tR\x06nodeId\"\xc2\x01\n" +
+	" \x01(\tR\x06nodeId\"\xdf\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
@@ -3571,7 +3590,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\asubtask\x18\x04 \x01(\rR\asubtask\x12(\n" +
 	"\x05state\x18\x05 \x01(\x0e2\x12.eddy.v1.TaskStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x13\n" +
-	"\x05at_ms\x18\a \x01(\x03R\x04atMs\"}\n" +
+	"\x05at_ms\x18\a \x01(\x03R\x04atMs\x12\x1b\n" +
+	"\tworker_id\x18\b \x01(\tR\bworkerId\"}\n" +
 	"\x12ReportTasksRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -3758,50 +3778,51 @@ var file_eddypb_controlplane_proto_depIdxs = []int32{
 	45, // 24: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
 	5,  // 25: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
 	45, // 26: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	6,  // 27: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
-	7,  // 28: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	2,  // 29: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
-	45, // 30: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
-	3,  // 31: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	57, // 32: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
-	48, // 33: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
-	49, // 34: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	58, // 35: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	50, // 36: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	52, // 37: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	54, // 38: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	22, // 39: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	24, // 40: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	26, // 41: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	43, // 42: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	29, // 43: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	31, // 44: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	33, // 45: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	35, // 46: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	37, // 47: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	39, // 48: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	41, // 49: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	46, // 50: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	51, // 51: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	53, // 52: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	55, // 53: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	23, // 54: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	25, // 55: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	27, // 56: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	44, // 57: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	30, // 58: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	32, // 59: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	34, // 60: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	36, // 61: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	38, // 62: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	40, // 63: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	42, // 64: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	47, // 65: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	54, // 27: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
+	6,  // 28: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
+	7,  // 29: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	2,  // 30: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	45, // 31: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	3,  // 32: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	57, // 33: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	48, // 34: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	49, // 35: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	58, // 36: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	50, // 37: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	52, // 38: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	54, // 39: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	22, // 40: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	24, // 41: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	26, // 42: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	43, // 43: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	29, // 44: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	31, // 45: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	33, // 46: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	35, // 47: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	37, // 48: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	39, // 49: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	41, // 50: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	46, // 51: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	51, // 52: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	53, // 53: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	55, // 54: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	23, // 55: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	25, // 56: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	27, // 57: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	44, // 58: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	30, // 59: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	32, // 60: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	34, // 61: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	36, // 62: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	38, // 63: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	40, // 64: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	42, // 65: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	47, // 66: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	52, // [52:67] is the sub-list for method output_type
+	37, // [37:52] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
