@@ -72,8 +72,7 @@ type keyedOp[K comparable, IN, OUT any] struct {
 	domain   TimeDomain
 }
 
-func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) (err error) {
-	defer catchSide(&err)
+func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 	k := o.key(v)
 	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
 	kg := keygroup.Of(o.keyBuf, o.maxP)
@@ -91,8 +90,7 @@ func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) (err error) {
 
 // Watermark fires the event-time timers at or below ts, in time order,
 // then passes the watermark on.
-func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) (err error) {
-	defer catchSide(&err)
+func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) error {
 	o.wm = ts
 	for {
 		t, ok := o.timers.event.popDue(ts)
@@ -127,8 +125,7 @@ func (o *keyedOp[K, IN, OUT]) fire(t timerKey, domain TimeDomain) error {
 }
 
 // fireProcessing fires the processing-time timers that are due.
-func (o *keyedOp[K, IN, OUT]) fireProcessing() (err error) {
-	defer catchSide(&err)
+func (o *keyedOp[K, IN, OUT]) fireProcessing() error {
 	now := time.Now().UnixMilli()
 	for {
 		t, ok := o.timers.processing.popDue(now)
@@ -175,6 +172,19 @@ func (c *keyedCtx[K]) TimerService() TimerService {
 func (c *keyedCtx[K]) TimeDomain() TimeDomain   { return c.op.timeDomain() }
 func (c *keyedCtx[K]) sideOutput(id string) any { return c.rt.tc.Sides[id] }
 func (c *keyedCtx[K]) timestamp() int64         { return c.op.timestamp() }
+func (c *keyedCtx[K]) sideFailed(err error) {
+	if f, ok := c.op.(sideFailer); ok {
+		f.sideFailed(err)
+		return
+	}
+	panic(sideError{err})
+}
+
+func (o *keyedOp[K, IN, OUT]) sideFailed(err error) {
+	if o.c.err == nil {
+		o.c.err = fmt.Errorf("side output: %w", err)
+	}
+}
 
 func (o *keyedOp[K, IN, OUT]) currentKey() K              { return o.cur }
 func (o *keyedOp[K, IN, OUT]) timestamp() int64           { return o.c.ts }

@@ -360,10 +360,16 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			c.lastSeen[i] = now
 		}
 	}
+	// Without a strategy the reader gets the plain collector: one call less
+	// per record.
+	var rc Collector[T] = c
+	if strategy == nil {
+		rc = &c.collector
+	}
 	emitted := MinWatermark
 	backoff := time.Millisecond
 	for {
-		st, err := r.Read(ctx, c)
+		st, err := r.Read(ctx, rc)
 		if cerr := c.take(); cerr != nil {
 			return cerr
 		}

@@ -265,6 +265,8 @@ func (s *taskExecutor) Deploy(_ context.Context, req *pluginpb.DeployRequest) (*
 				s.onState(k, engine.TaskFailed, errors.New(cause))
 			}
 		}
+		// Everything the tasks printed is in the pipe before this line.
+		fmt.Fprintln(os.Stdout, handshake.OutputEnd)
 		switch {
 		case err == nil:
 			s.log.Info("attempt finished", "job_id", jobID, "attempt", attempt)

@@ -41,6 +41,17 @@ type sider interface {
 	timestamp() int64
 }
 
+// sideFailer is implemented by contexts that record a side output's error
+// for the operator to return after the function; others get a panic that
+// catchSide turns back into the error.
+type sideFailer interface {
+	sideFailed(err error)
+}
+
+// sideError carries an error of a side output through a function that has
+// no error to return.
+type sideError struct{ err error }
+
 // Emit sends v to the side output tag of the operator whose function ctx
 // was passed to, with the timestamp of the record being processed. Records
 // for a side output nobody reads are dropped.
@@ -54,10 +65,24 @@ func Emit[T any](ctx RuntimeContext, tag OutputTag[T], v T) {
 		return
 	}
 	if err := out.Process(v, s.timestamp()); err != nil {
+		if f, ok := ctx.(sideFailer); ok {
+			f.sideFailed(err)
+			return
+		}
 		panic(sideError{err})
 	}
 }
 
-// sideError carries an error of a side output through a function that has
-// no error to return; the operator turns it back into the task's error.
-type sideError struct{ err error }
+// catchSide turns the panic Emit raises for a failed side output back into
+// the operator's error.
+func catchSide(err *error) {
+	if r := recover(); r != nil {
+		se, ok := r.(sideError)
+		if !ok {
+			panic(r)
+		}
+		if *err == nil {
+			*err = fmt.Errorf("side output: %w", se.err)
+		}
+	}
+}

@@ -1,9 +1,6 @@
 package sdk
 
-import (
-	"container/heap"
-	"fmt"
-)
+import "container/heap"
 
 // timerKey is one timer: a time, a key group and an encoded key.
 type timerKey struct {
@@ -77,18 +74,4 @@ func (h *timerHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
-}
-
-// catchSide turns the panic Emit raises for a failed side output back into
-// the operator's error.
-func catchSide(err *error) {
-	if r := recover(); r != nil {
-		se, ok := r.(sideError)
-		if !ok {
-			panic(r)
-		}
-		if *err == nil {
-			*err = fmt.Errorf("side output: %w", se.err)
-		}
-	}
 }

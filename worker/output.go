@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/handshake"
 )
 
 // stderrTail keeps the last lines a plugin wrote to its real stderr (its
@@ -166,4 +168,41 @@ func (w *Worker) jobStdout(log *slog.Logger) io.Writer {
 		return w.cfg.JobStdout
 	}
 	return &lineLogger{log: log.With("stream", "stdout"), level: slog.LevelInfo}
+}
+
+// endWatcher passes a plugin's output on a line at a time, taking out the
+// output-end line and reporting it.
+type endWatcher struct {
+	next    io.Writer
+	onEnd   func()
+	mu      sync.Mutex
+	partial []byte
+}
+
+func (e *endWatcher) Write(p []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := len(p)
+	e.partial = append(e.partial, p...)
+	for {
+		i := bytes.IndexByte(e.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := e.partial[:i+1]
+		if string(bytes.TrimRight(line, "\r\n")) == handshake.OutputEnd {
+			e.onEnd()
+		} else if _, err := e.next.Write(line); err != nil {
+			return n, err
+		}
+		e.partial = e.partial[i+1:]
+	}
+	if len(e.partial) >= 64<<10 {
+		// A line without end: pass it on rather than grow.
+		if _, err := e.next.Write(e.partial); err != nil {
+			return n, err
+		}
+		e.partial = e.partial[:0]
+	}
+	return n, nil
 }

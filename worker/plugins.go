@@ -59,6 +59,8 @@ type jobRun struct {
 	cancelEvents context.CancelFunc
 	eventsDone   chan struct{} // closed when relayEvents returns
 	exited       chan struct{} // closed when the process exited and monitor is done
+	outputEnd    chan struct{} // closed when the plugin's output-end line arrived
+	outputOnce   sync.Once
 
 	killOnce sync.Once
 
@@ -75,7 +77,7 @@ func (w *Worker) newJobRun(key jobKey) *jobRun {
 	return &jobRun{
 		w: w, key: key, log: w.log.With("job_id", key.id, "attempt", key.attempt),
 		ready: make(chan struct{}), tasks: map[taskKey]bool{}, ended: make(chan struct{}),
-		eventsDone: make(chan struct{}), exited: make(chan struct{}),
+		eventsDone: make(chan struct{}), exited: make(chan struct{}), outputEnd: make(chan struct{}),
 	}
 }
 
@@ -103,7 +105,7 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 			Logger:           logging.HCLog(jr.log, "plugin"),
 			Stderr:           jr.stderr,
-			SyncStdout:       w.jobStdout(jr.log),
+			SyncStdout:       &endWatcher{next: w.jobStdout(jr.log), onEnd: jr.sawOutputEnd},
 			SyncStderr:       &lineLogger{log: jr.log.With("stream", "stderr"), level: slog.LevelWarn},
 			StartTimeout:     w.cfg.PluginStartTimeout,
 		})
@@ -330,8 +332,15 @@ func (jr *jobRun) onEvent(ev *pluginpb.TaskEvent) {
 		jr.log.Warn("task failed", "chain", st.GetChain(), "subtask", st.GetSubtask(), "error", st.GetError())
 	}
 	if allEnded {
-		// Nothing is left for the process to do.
-		go jr.stop(true)
+		// Nothing is left for the process to do, once its output is in.
+		go func() {
+			select {
+			case <-jr.outputEnd:
+			case <-time.After(outputDrainTimeout):
+				jr.log.Warn("plugin output did not end in time; some of it may be lost", "waited", outputDrainTimeout.String())
+			}
+			jr.stop(true)
+		}()
 	}
 }
 
@@ -381,4 +390,11 @@ func (w *Worker) stopPlugins() {
 		}()
 	}
 	wg.Wait()
+}
+
+// outputDrainTimeout bounds the wait for a plugin's last output.
+const outputDrainTimeout = 3 * time.Second
+
+func (jr *jobRun) sawOutputEnd() {
+	jr.outputOnce.Do(func() { close(jr.outputEnd) })
 }

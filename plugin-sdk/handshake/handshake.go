@@ -70,3 +70,9 @@ type Client struct {
 // It is nil (never closed) for a client that go-plugin did not start, as in
 // go-plugin's in-process test helpers.
 func (c *Client) Exited() <-chan struct{} { return c.done }
+
+// OutputEnd is the line a plugin writes to its standard output after the
+// last output of a job attempt: the worker, which receives a plugin's
+// output on a stream of its own, waits for it before it stops the plugin,
+// so that nothing the job printed is lost. The worker removes the line.
+const OutputEnd = "\x1eeddy:output-end"
