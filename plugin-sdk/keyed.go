@@ -75,11 +75,12 @@ type keyedOp[K comparable, IN, OUT any] struct {
 func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 	k := o.key(v)
 	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
-	kg := keygroup.Of(o.keyBuf, o.maxP)
+	h := keygroup.Hash(o.keyBuf)
+	kg := keygroup.OfHash(h, o.maxP)
 	if !o.be.groups.Contains(kg) {
 		return fmt.Errorf("key %v belongs to key group %d, outside this subtask's %d-%d", k, kg, o.be.groups.Start, o.be.groups.End-1)
 	}
-	o.be.setKey(o.keyBuf, kg)
+	o.be.setKey(o.keyBuf, h, kg)
 	o.cur = k
 	o.c.ts = ts
 	if err := o.fn.ProcessElement(&o.ctx, v, &o.c); err != nil {
@@ -110,7 +111,7 @@ func (o *keyedOp[K, IN, OUT]) fire(t timerKey, domain TimeDomain) error {
 		return nil
 	}
 	o.keyBuf = append(o.keyBuf[:0], t.key...)
-	o.be.setKey(o.keyBuf, t.kg)
+	o.be.setKey(o.keyBuf, keygroup.Hash(o.keyBuf), t.kg)
 	k, _, err := o.keyCodec.Decode(o.keyBuf)
 	if err != nil {
 		return fmt.Errorf("timer key: %w", err)

@@ -55,7 +55,7 @@ type ReducingState[T any] interface {
 type keyedBackend struct {
 	groups keygroup.Range
 	key    []byte // the current key, encoded
-	hash   uint64 // hash64(key)
+	hash   uint64 // keygroup.Hash(key)
 	kg     int    // the current key group, relative to groups.Start
 	states map[string]any
 }
@@ -64,10 +64,10 @@ func newKeyedBackend(groups keygroup.Range) *keyedBackend {
 	return &keyedBackend{groups: groups, states: map[string]any{}}
 }
 
-// setKey makes an encoded key current.
-func (be *keyedBackend) setKey(key []byte, kg int) {
+// setKey makes an encoded key current, with its keygroup.Hash.
+func (be *keyedBackend) setKey(key []byte, hash uint64, kg int) {
 	be.key = key
-	be.hash = hash64(key)
+	be.hash = hash
 	be.kg = kg - be.groups.Start
 }
 

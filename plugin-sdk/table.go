@@ -46,21 +46,6 @@ func (e *entry[V]) Key() []byte {
 
 func newTable[V any]() *table[V] { return &table[V]{m: map[uint64]*entry[V]{}} }
 
-// hash64 is FNV-1a over the key bytes, finished with murmur3's fmix64.
-func hash64(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
-
 // get returns the entry of key, or nil.
 func (t *table[V]) get(h uint64, key []byte) *entry[V] {
 	e := t.m[h]

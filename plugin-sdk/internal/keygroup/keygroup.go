@@ -9,25 +9,31 @@
 // It must not depend on any other Eddy package.
 package keygroup
 
-// Hash returns the stable 32-bit hash of an encoded key: FNV-1a over the
-// bytes, finished with murmur3's avalanche so that similar keys spread.
-func Hash(key []byte) uint32 {
-	h := uint32(2166136261)
+// Hash returns the stable 64-bit hash of an encoded key: FNV-1a over the
+// bytes, finished with murmur3's fmix64 so that similar keys spread. The
+// keyed state tables use the same hash, so a record's key is hashed once.
+func Hash(key []byte) uint64 {
+	h := uint64(14695981039346656037)
 	for _, b := range key {
-		h ^= uint32(b)
-		h *= 16777619
+		h ^= uint64(b)
+		h *= 1099511628211
 	}
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
 	return h
 }
 
 // Of returns the key group of an encoded key.
 func Of(key []byte, maxParallelism int) int {
-	return int(Hash(key) % uint32(maxParallelism))
+	return OfHash(Hash(key), maxParallelism)
+}
+
+// OfHash returns the key group of a key with the given Hash.
+func OfHash(h uint64, maxParallelism int) int {
+	return int((h >> 32) % uint64(maxParallelism))
 }
 
 // Subtask returns the subtask that owns key group kg.

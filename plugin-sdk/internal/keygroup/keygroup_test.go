@@ -10,11 +10,11 @@ import (
 func TestHashStable(t *testing.T) {
 	for _, tc := range []struct {
 		key  string
-		want uint32
+		want uint64
 	}{
-		{"", 0xab3e7c0b},
-		{"a", 0x1a80b1b3},
-		{"hello", 0x888d766e},
+		{"", 0xefd01f60ba992926},
+		{"a", 0x82a2a958a9bece5b},
+		{"hello", 0xe9c562c0fdb23244},
 	} {
 		if got := Hash([]byte(tc.key)); got != tc.want {
 			t.Errorf("Hash(%q) = %#x, want %#x", tc.key, got, tc.want)
