@@ -3,6 +3,7 @@ package sdk
 import (
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
@@ -21,6 +22,7 @@ const DefaultMaxParallelism = 128
 type Job struct {
 	name           string
 	parallelism    int
+	bufferTimeout  time.Duration
 	vertices       []*engine.Vertex
 	maxParallelism int
 	errs           []error
@@ -55,6 +57,19 @@ func (j *Job) SetParallelism(n int) *Job {
 		return j
 	}
 	j.parallelism = n
+	return j
+}
+
+// SetBufferTimeout bounds how long a record waits in a partly filled
+// batch before it is sent to the next operator while its task is busy
+// (default 5 ms; a task that waits for input sends at once). Lower values
+// trade throughput for latency.
+func (j *Job) SetBufferTimeout(d time.Duration) *Job {
+	if d <= 0 {
+		j.errs = append(j.errs, fmt.Errorf("buffer timeout %s: want a positive duration", d))
+		return j
+	}
+	j.bufferTimeout = d
 	return j
 }
 
@@ -183,7 +198,12 @@ func (j *Job) plan(parallelism int) (*engine.Plan, error) {
 		vs[i] = &c
 		byOld[v] = &c
 	}
-	return engine.NewPlan(j.name, vs, parallelism, j.maxParallelism)
+	p, err := engine.NewPlan(j.name, vs, parallelism, j.maxParallelism)
+	if err != nil {
+		return nil, err
+	}
+	p.FlushInterval = j.bufferTimeout
+	return p, nil
 }
 
 func joinErrs(errs []error) error {

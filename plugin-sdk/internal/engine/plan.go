@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
@@ -14,6 +15,9 @@ type Plan struct {
 	Vertices       []*Vertex
 	Chains         []*Chain
 	MaxParallelism int
+	// FlushInterval bounds how long a record waits in a partly filled
+	// batch; 0 means DefaultFlushInterval.
+	FlushInterval time.Duration
 
 	chainOf map[int]*Chain // vertex id -> chain
 	next    map[int]*Vertex
@@ -105,6 +109,13 @@ func NewPlan(jobName string, vertices []*Vertex, defaultParallelism, maxParallel
 		}
 	}
 	return p, nil
+}
+
+func (p *Plan) flushInterval() time.Duration {
+	if p.FlushInterval > 0 {
+		return p.FlushInterval
+	}
+	return DefaultFlushInterval
 }
 
 // ChainOf returns the chain a vertex belongs to.

@@ -12,9 +12,9 @@ import (
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
 
-// FlushInterval bounds how long a record may wait in a partly filled batch
-// while its task is busy.
-var FlushInterval = 5 * time.Millisecond
+// DefaultFlushInterval bounds how long a record may wait in a partly filled
+// batch while its task is busy, unless the plan sets its own.
+const DefaultFlushInterval = 5 * time.Millisecond
 
 // TaskState is the life cycle of a task.
 type TaskState int
@@ -120,7 +120,6 @@ type task struct {
 	lastFlush time.Time
 	timers    timerHeap
 	seq       uint64
-	outIdle   bool // the task's output is marked idle
 }
 
 func (t *task) expectedChannels() map[ChannelKey]int {
@@ -179,7 +178,6 @@ func (t *task) setIdle(idle bool) error {
 			return err
 		}
 	}
-	t.outIdle = idle
 	return nil
 }
 
@@ -248,7 +246,7 @@ func (t *task) idle() error {
 }
 
 func (t *task) maybeFlush() error {
-	if time.Since(t.lastFlush) < FlushInterval {
+	if time.Since(t.lastFlush) < t.x.Plan.flushInterval() {
 		return nil
 	}
 	return t.idle()
@@ -284,8 +282,17 @@ func (t *task) build(ctx context.Context) error {
 			out = combine(v.Out, outs)
 		}
 		tc.Sides = map[string]any{}
+		var read []eventOutput
 		for name, typ := range v.Sides {
 			tc.Sides[name] = combine(typ, sides[name])
+			if len(sides[name]) > 0 {
+				read = append(read, tc.Sides[name].(eventOutput))
+			}
+		}
+		if out != nil && len(read) > 0 {
+			// The side outputs that are read follow the main output's
+			// watermarks and end.
+			out = v.Out.withSides(out, read)
 		}
 		op, err := v.Build(tc, out)
 		if err != nil {
@@ -398,6 +405,7 @@ func (t *task) consume(ctx context.Context) error {
 	type inputState struct {
 		channels, ended int
 		wm              int64
+		idle            bool // every open channel of the input is idle
 	}
 	inputs := make([]inputState, len(head.Inputs))
 	for _, in := range t.gate.expected {
@@ -415,6 +423,20 @@ func (t *task) consume(ctx context.Context) error {
 		if wm, ok := t.minWatermark(in, chans); ok && wm > inputs[in].wm {
 			inputs[in].wm = wm
 			return t.head.Inputs[in].(watermarker).Watermark(wm)
+		}
+		return nil
+	}
+	// status tells an operator that combines the watermarks of several
+	// inputs when one of them goes idle as a whole or becomes active again,
+	// so that an idle input does not hold its watermark back.
+	status := func(in int) error {
+		idle := t.inputIdle(in, chans)
+		if idle == inputs[in].idle {
+			return nil
+		}
+		inputs[in].idle = idle
+		if s, ok := t.head.Inputs[in].(InputIdler); ok {
+			return s.InputIdle(idle)
 		}
 		return nil
 	}
@@ -451,6 +473,9 @@ func (t *task) consume(ctx context.Context) error {
 			if st.idle {
 				// A record makes an idle channel active again.
 				st.idle = false
+				if err := status(in); err != nil {
+					return err
+				}
 			}
 			err := t.decoders[in](m.data, m.count)
 			m.done()
@@ -472,6 +497,9 @@ func (t *task) consume(ctx context.Context) error {
 			remaining--
 			st.wm, st.hasWM, st.idle = MaxWatermark, true, false
 			inputs[in].ended++
+			if err := status(in); err != nil {
+				return err
+			}
 			if inputs[in].ended == inputs[in].channels {
 				// The final watermark fires every window and timer, so a
 				// bounded job gives the result of a batch run.
@@ -487,13 +515,21 @@ func (t *task) consume(ctx context.Context) error {
 				continue
 			}
 		case EventWatermark:
-			st.idle = false
 			if !st.hasWM || ev.Value > st.wm {
 				st.wm, st.hasWM = ev.Value, true
+			}
+			if st.idle {
+				st.idle = false
+				if err := status(in); err != nil {
+					return err
+				}
 			}
 		case EventIdle:
 			st.idle = ev.Value != 0
 			if err := t.followIdleness(chans); err != nil {
+				return err
+			}
+			if err := status(in); err != nil {
 				return err
 			}
 		}
@@ -517,11 +553,40 @@ func (t *task) followIdleness(chans map[ChannelKey]*channelState) error {
 		open++
 		allIdle = allIdle && c.idle
 	}
-	idle := open > 0 && allIdle
-	if idle != t.outIdle {
-		return t.setIdle(idle)
+	// setIdle compares with each encoder's own status: a record sent since
+	// the output was marked idle made the encoders that carried it active
+	// again, and they must be marked idle again now.
+	return t.setIdle(open > 0 && allIdle)
+}
+
+// InputIdler is implemented by the inputs of operators that combine the
+// watermarks of several inputs (unions, two-input operators). InputIdle is
+// called, from the task's goroutine, when every open channel of the input
+// has gone idle, and when one is active again: an idle input must not hold
+// the operator's watermark back, as Flink's two-input operators exclude
+// idle inputs.
+type InputIdler interface {
+	InputIdle(idle bool) error
+}
+
+// inputIdle reports whether every channel of an input that has not ended is
+// idle (and there is one).
+func (t *task) inputIdle(input int, chans map[ChannelKey]*channelState) bool {
+	open := 0
+	for k, in := range t.gate.expected {
+		if in != input {
+			continue
+		}
+		c := chans[k]
+		if c.wm == MaxWatermark && c.hasWM {
+			continue
+		}
+		if !c.idle {
+			return false
+		}
+		open++
 	}
-	return nil
+	return open > 0
 }
 
 // minWatermark returns the lowest watermark over an input's channels that
