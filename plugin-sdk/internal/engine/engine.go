@@ -148,6 +148,16 @@ type Type struct {
 	fanOut func(outs []any) any
 	// discard returns an Output[T] that drops records.
 	discard func() any
+	// withSides returns an Output[T] that passes everything to main (an
+	// Output[T]) and watermarks and the end of input to sides as well.
+	withSides func(main any, sides []eventOutput) any
+}
+
+// eventOutput is the untyped part of an Output: what a vertex's side
+// outputs receive from its main output.
+type eventOutput interface {
+	Watermark(ts int64) error
+	End() error
 }
 
 // flushOutput is an encoder: an Output[T] (boxed) that can flush and mark
@@ -221,7 +231,41 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 			return Output[T](fanOut[T](typed))
 		},
 		discard: func() any { return Output[T](discard[T]{}) },
+		withSides: func(main any, sides []eventOutput) any {
+			return Output[T](withSides[T]{main: main.(Output[T]), sides: sides})
+		},
 	}
+}
+
+// withSides is the main output of a vertex with side outputs: the side
+// outputs have their records from the operator's function, but their
+// watermarks and their end from the main output, so that their consumers
+// see event time advance and their input end.
+type withSides[T any] struct {
+	main  Output[T]
+	sides []eventOutput
+}
+
+func (w withSides[T]) Process(v T, ts int64) error { return w.main.Process(v, ts) }
+
+func (w withSides[T]) Watermark(ts int64) error {
+	if err := w.main.Watermark(ts); err != nil {
+		return err
+	}
+	for _, s := range w.sides {
+		if err := s.Watermark(ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w withSides[T]) End() error {
+	errs := []error{w.main.End()}
+	for _, s := range w.sides {
+		errs = append(errs, s.End())
+	}
+	return errors.Join(errs...)
 }
 
 type fanOut[T any] []Output[T]

@@ -500,6 +500,10 @@ func (t *task) consume(ctx context.Context) error {
 			if err := status(in); err != nil {
 				return err
 			}
+			// The channels left may all be idle: then so is this task.
+			if err := t.followIdleness(chans); err != nil {
+				return err
+			}
 			if inputs[in].ended == inputs[in].channels {
 				// The final watermark fires every window and timer, so a
 				// bounded job gives the result of a batch run.
@@ -590,7 +594,8 @@ func (t *task) inputIdle(input int, chans map[ChannelKey]*channelState) bool {
 }
 
 // minWatermark returns the lowest watermark over an input's channels that
-// are not idle; ok is false when they are all idle (the watermark holds).
+// are neither idle nor ended; ok is false when there is none (the
+// watermark holds; the end of the last channel brings MaxWatermark).
 func (t *task) minWatermark(input int, chans map[ChannelKey]*channelState) (int64, bool) {
 	lowest, any := int64(math.MaxInt64), false
 	for k, in := range t.gate.expected {
@@ -598,7 +603,11 @@ func (t *task) minWatermark(input int, chans map[ChannelKey]*channelState) (int6
 			continue
 		}
 		c := chans[k]
-		if c.idle {
+		if c.idle || (c.hasWM && c.wm == MaxWatermark) {
+			// An ended channel holds nothing back, but it must not stand
+			// for the input either: if the others are idle, the input is
+			// idle and its watermark holds (they may resume with records
+			// far below the end of time).
 			continue
 		}
 		any = true
