@@ -48,7 +48,7 @@ type harness[K comparable, T, S, OUT any] struct {
 	late *recorder[T]
 }
 
-func newHarness[K comparable, T, S, OUT any](t *testing.T, s *Stream[OUT], sides ...string) *harness[K, T, S, OUT] {
+func newHarness[K comparable, T, S, OUT any](t testing.TB, s *Stream[OUT], sides ...string) *harness[K, T, S, OUT] {
 	t.Helper()
 	h := &harness[K, T, S, OUT]{out: &recorder[OUT]{}, late: &recorder[T]{}}
 	tc := &engine.TaskContext{JobName: "test", Vertex: s.v, Parallelism: 1, MaxParallelism: 128,
@@ -360,8 +360,7 @@ func BenchmarkWindowReduceByHand(b *testing.B) {
 		b.Run(a.String(), func(b *testing.B) {
 			_, ks := tickJob()
 			res := WindowReduce(WindowBy(ks, a), sumTicks, WithUID("w"))
-			t := &testing.T{}
-			h := newHarness[string, tick, tick, Windowed[string, tick]](t, res)
+			h := newHarness[string, tick, tick, Windowed[string, tick]](b, res)
 			h.op.w.out.out = engine.Output[Windowed[string, tick]](discardOut[Windowed[string, tick]]{})
 			keys := make([]string, 100)
 			for i := range keys {
