@@ -279,7 +279,9 @@ func TestCoProcessControlStream(t *testing.T) {
 // through fired, that one fired before the end of input.
 type coWatch struct{ fired *atomic.Bool }
 
-func (w coWatch) ProcessElement1(sdk.KeyedContext[int], etRec, sdk.Collector[int64]) error { return nil }
+func (w coWatch) ProcessElement1(sdk.KeyedContext[int], etRec, sdk.Collector[int64]) error {
+	return nil
+}
 
 func (w coWatch) ProcessElement2(ctx sdk.KeyedContext[int], r etRec, _ sdk.Collector[int64]) error {
 	ctx.TimerService().RegisterEventTimeTimer(r.TS)
@@ -626,7 +628,9 @@ func ExampleIntervalJoin() {
 	joined := sdk.IntervalJoin(sdk.KeyBy(os, func(o order) string { return o.Customer }),
 		sdk.KeyBy(ss, func(s shipment) string { return s.Customer }),
 		-10*time.Minute, time.Hour,
-		func(o order, s shipment) string { return fmt.Sprintf("%s: order %d in parcel %s", o.Customer, o.ID, s.Parcel) },
+		func(o order, s shipment) string {
+			return fmt.Sprintf("%s: order %d in parcel %s", o.Customer, o.ID, s.Parcel)
+		},
 		sdk.WithUID("join"))
 	out := sdk.Collect[string]()
 	sdk.SinkTo(joined, out)
