@@ -152,7 +152,7 @@ func Union[T any](first *Stream[T], rest ...*Stream[T]) *Stream[T] {
 	n := len(edges)
 	return add[T](first.job, kindUnion, false, edges, nil,
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
-			u := &unionOp[T]{out: out.(engine.Output[T]), wms: make([]int64, n), open: n}
+			u := &unionOp[T]{out: out.(engine.Output[T]), wms: make([]int64, n), idle: make([]bool, n), open: n}
 			for i := range u.wms {
 				u.wms[i] = minWatermark
 			}
@@ -169,6 +169,7 @@ const minWatermark = -1 << 63
 type unionOp[T any] struct {
 	out  engine.Output[T]
 	wms  []int64
+	idle []bool
 	wm   int64
 	open int
 }
@@ -181,13 +182,27 @@ type unionInput[T any] struct {
 func (in *unionInput[T]) Process(v T, ts int64) error { return in.u.out.Process(v, ts) }
 
 func (in *unionInput[T]) Watermark(ts int64) error {
-	u := in.u
-	u.wms[in.i] = ts
-	lowest := ts
-	for _, w := range u.wms {
+	in.u.wms[in.i] = ts
+	return in.u.advance()
+}
+
+// InputIdle leaves an idle input out of the union's watermark.
+func (in *unionInput[T]) InputIdle(idle bool) error {
+	in.u.idle[in.i] = idle
+	return in.u.advance()
+}
+
+// advance passes on the minimum watermark of the inputs that are not idle.
+func (u *unionOp[T]) advance() error {
+	lowest, any := int64(MaxWatermark), false
+	for i, w := range u.wms {
+		if u.idle[i] {
+			continue
+		}
+		any = true
 		lowest = min(lowest, w)
 	}
-	if lowest > u.wm {
+	if any && lowest > u.wm {
 		u.wm = lowest
 		return u.out.Watermark(lowest)
 	}
@@ -197,6 +212,7 @@ func (in *unionInput[T]) Watermark(ts int64) error {
 func (in *unionInput[T]) End() error {
 	u := in.u
 	u.open--
+	u.idle[in.i] = false
 	if u.open > 0 {
 		return in.Watermark(1<<63 - 1)
 	}
