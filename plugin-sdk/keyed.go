@@ -36,6 +36,10 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 					return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
 				}
 			}
+			if d, ok := any(fn).(directFunc[IN]); ok {
+				d.bind(out)
+				op.direct = d
+			}
 			closeFn := func() error { return nil }
 			if c, ok := fn.(Closer); ok {
 				closeFn = c.Close
@@ -70,6 +74,15 @@ type keyedOp[K comparable, IN, OUT any] struct {
 	ctx      keyedCtx[K]
 	c        collector[OUT]
 	domain   TimeDomain
+	direct   directFunc[IN]
+}
+
+// directFunc is implemented by the SDK's own keyed functions (Reduce) that
+// need neither context nor collector: the operator calls them with the key
+// current, one call per record instead of three.
+type directFunc[IN any] interface {
+	bind(out any)
+	processDirect(v IN, ts int64) error
 }
 
 func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
@@ -81,6 +94,9 @@ func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 		return fmt.Errorf("key %v belongs to key group %d, outside this subtask's %d-%d", k, kg, o.be.groups.Start, o.be.groups.End-1)
 	}
 	o.be.setKey(o.keyBuf, h, kg)
+	if o.direct != nil {
+		return o.direct.processDirect(v, ts)
+	}
 	o.cur = k
 	o.c.ts = ts
 	if err := o.fn.ProcessElement(&o.ctx, v, &o.c); err != nil {
@@ -234,6 +250,13 @@ func Reduce[K comparable, T any](ks *KeyedStream[K, T], f func(acc, v T) T, opts
 type reducer[K comparable, T any] struct {
 	f   func(acc, v T) T
 	acc *reducingState[T]
+	out engine.Output[T]
+}
+
+func (r *reducer[K, T]) bind(out any) { r.out = out.(engine.Output[T]) }
+
+func (r *reducer[K, T]) processDirect(v T, ts int64) error {
+	return r.out.Process(r.acc.addGet(v), ts)
 }
 
 func (r *reducer[K, T]) Open(ctx RuntimeContext) error {
