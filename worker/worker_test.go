@@ -161,13 +161,17 @@ func TestJobsScheduledOntoSlots(t *testing.T) {
 		}
 		return nil
 	})
-	j, err := cl.Job(ctx, big.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if j.Status != "CREATED" || !strings.Contains(j.StatusReason, "1 of 4 free") {
-		t.Fatalf("big job: %s %q", j.Status, j.StatusReason)
-	}
+	// The waiting job's reason follows the free slots.
+	cptest.WaitFor(t, 5*time.Second, func() error {
+		j, err := cl.Job(ctx, big.ID)
+		if err != nil {
+			return err
+		}
+		if j.Status != "CREATED" || !strings.Contains(j.StatusReason, "1 of 4 free") {
+			return fmt.Errorf("big job: %s %q", j.Status, j.StatusReason)
+		}
+		return nil
+	})
 	// Cancelling the small job frees its slots.
 	if _, err := cl.Cancel(ctx, small.ID); err != nil {
 		t.Fatal(err)
