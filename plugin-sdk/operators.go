@@ -314,7 +314,7 @@ func (c *sourceCollector[T]) Collect(v T) {
 		ts := c.wm.timestamp(v)
 		c.gens[c.cur].OnEvent(ts)
 		c.seen[c.cur] = true
-		c.collector.ts = ts
+		c.ts = ts
 	}
 	c.collector.Collect(v)
 }

@@ -95,7 +95,7 @@ type methodCheck struct {
 }
 
 func (m *methodCheck) WriteHeader(code int) {
-	h := m.ResponseWriter.Header()
+	h := m.Header()
 	if (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) && h.Get("Content-Type") != "application/json" {
 		m.replaced = true
 		h.Del("X-Content-Type-Options")

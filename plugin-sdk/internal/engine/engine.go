@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
@@ -415,6 +414,3 @@ func (e *encoder[T]) setIdle(idle bool) error {
 	}
 	return e.event(Event{Kind: EventIdle, Value: v})
 }
-
-// idleBackoff bounds how long a source waits when it has nothing to read.
-const idleBackoff = 20 * time.Millisecond

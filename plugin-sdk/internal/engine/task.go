@@ -59,10 +59,6 @@ type Executor struct {
 func (x *Executor) Run(ctx context.Context, tasks []TaskKey) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	type built struct {
-		t   *task
-		err error
-	}
 	// Gates are registered before any task opens its outputs, so that
 	// producers find their local consumers.
 	ts := make([]*task, len(tasks))
