@@ -168,8 +168,8 @@ proto-check: protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## Fail if the genera
 ##@ Test
 
 .PHONY: test
-test: proto-check vet ## Check generated code, vet, and run all tests with the race detector.
-	$(GO) test -race -count=1 -timeout 15m ./...
+test: proto-check vet $(VERSITYGW) ## Check generated code, vet, and run all tests with the race detector.
+	EDDY_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 -timeout 15m ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks (compare runs with .tools/bin/benchstat).

@@ -63,6 +63,8 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 	switch u.Scheme {
 	case "file":
 		return openFile(u)
+	case "s3":
+		return openS3(ctx, u, S3Options{})
 	case "":
 		return nil, fmt.Errorf("storage url %q: missing scheme, want file:// or s3://", rawURL)
 	}
@@ -71,6 +73,9 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 
 // OpenObject opens one object by its full URL, as Store.URL returns it.
 func OpenObject(ctx context.Context, objectURL string) (io.ReadCloser, Info, error) {
+	if u, err := url.Parse(objectURL); err == nil && u.Scheme == "s3" {
+		return openS3Object(ctx, u)
+	}
 	i := strings.LastIndex(objectURL, "/")
 	if i < 0 {
 		return nil, Info{}, fmt.Errorf("object url %q has no name", objectURL)
