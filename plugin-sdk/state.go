@@ -74,12 +74,13 @@ func (be *keyedBackend) setKey(key []byte, hash uint64, kg int) {
 // tables is one table per key group of the backend, with the state's time
 // to live.
 type tables[V any] struct {
-	t   []*table[V]
-	ttl int64 // ms; 0: entries live until cleared
+	t     []*table[V]
+	ttl   int64          // ms; 0: entries live until cleared
+	codec *stateCodec[V] // built at registration, for snapshots
 }
 
 func newTables[V any](be *keyedBackend, cfg stateConfig) tables[V] {
-	t := tables[V]{t: make([]*table[V], be.groups.Len()), ttl: cfg.ttl.Milliseconds()}
+	t := tables[V]{t: make([]*table[V], be.groups.Len()), ttl: cfg.ttl.Milliseconds(), codec: newStateCodec[V]()}
 	for i := range t.t {
 		t.t[i] = newTable[V]()
 	}

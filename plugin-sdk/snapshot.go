@@ -1,0 +1,436 @@
+package sdk
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+)
+
+// Snapshots of keyed state, the foundation of checkpoints and savepoints.
+//
+// The keyed state and timers of an operator subtask are written as one blob
+// per key group it owns, so that a restore can hand each blob to whichever
+// subtask owns that key group at the new parallelism (keygroup.For). The
+// blob of a key group, version 1:
+//
+//	"EDKG", then the version byte 1
+//	uvarint key group
+//	uvarint number of states; per state, sorted by name:
+//	    name (uvarint length, bytes), state blob (uvarint length, bytes)
+//	uvarint number of live event-time timers; per timer, by (time, key):
+//	    zigzag varint time, key (uvarint length, bytes)
+//	the same for processing-time timers
+//	CRC-32C (Castagnoli) of everything above, 4 bytes little-endian
+//
+// The blob of one state in one key group, written by its snapshotter,
+// version 1:
+//
+//	the version byte 1
+//	the Go type of the values (uvarint length, bytes)
+//	uvarint number of entries; per entry, sorted by key:
+//	    key (uvarint length, bytes), zigzag varint expiry (Unix ms, 0: none),
+//	    value (internal/codec of the value type)
+//
+// The checksum makes a blob self-validating wherever it is stored, even
+// packed with others into one file. The value type's name is only used to
+// explain a decoding failure: the codec decides what can be read back, so
+// a renamed type of the same layout still restores. Entries whose time to
+// live has ended are not written.
+
+const (
+	groupMagic   = "EDKG"
+	groupVersion = 1
+	stateVersion = 1
+)
+
+var (
+	// errSnapshotCorrupt is wrapped by restore errors for bytes that no
+	// snapshot encodes to.
+	errSnapshotCorrupt = errors.New("corrupt snapshot")
+	// errSnapshotVersion is wrapped by restore errors for a format version
+	// this SDK does not know.
+	errSnapshotVersion = errors.New("unknown snapshot version")
+	// errUnknownState is wrapped by restore errors for a state in the
+	// snapshot that the operator does not register.
+	errUnknownState = errors.New("not registered by the operator (restore allowing non-restored state to drop it)")
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// snapshotter is implemented by every keyed state: it writes and reads the
+// entries of one key group. g is the group's index in the backend's range
+// (the key group minus groups.Start), as in keyedBackend.kg. readGroup adds
+// to what the state holds; a key it already holds is an error.
+type snapshotter interface {
+	writeGroup(g int, w *bytes.Buffer) error
+	readGroup(g int, b []byte) error
+}
+
+// stateCodec is the serialiser of a state's values, built when the state is
+// registered. A type the codec cannot encode (an interface, a func) is
+// reported when the state is snapshotted, so jobs that never checkpoint can
+// still keep such state.
+type stateCodec[V any] struct {
+	c   codec.Codec[V]
+	err error
+	typ string
+}
+
+func newStateCodec[V any]() *stateCodec[V] {
+	c, err := codec.For[V]()
+	return &stateCodec[V]{c: c, err: err, typ: reflect.TypeFor[V]().String()}
+}
+
+func (t tables[V]) writeGroup(g int, w *bytes.Buffer) error {
+	return writeEntries(w, t.t[g], t.codec)
+}
+
+func (t tables[V]) readGroup(g int, b []byte) error {
+	return readEntries(t.t[g], t.codec, b, t.ttl)
+}
+
+func (s *valueState[T]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
+func (s *valueState[T]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
+func (s *listState[T]) writeGroup(g int, w *bytes.Buffer) error  { return s.t.writeGroup(g, w) }
+func (s *listState[T]) readGroup(g int, b []byte) error          { return s.t.readGroup(g, b) }
+
+func (s *mapState[UK, UV]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
+func (s *mapState[UK, UV]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
+
+func (s *aggregatingState[IN, ACC, OUT]) writeGroup(g int, w *bytes.Buffer) error {
+	return s.t.writeGroup(g, w)
+}
+func (s *aggregatingState[IN, ACC, OUT]) readGroup(g int, b []byte) error {
+	return s.t.readGroup(g, b)
+}
+
+// The window operator's tables have no time to live; their codec comes
+// from codec.For's cache.
+func (s *nsTable[V]) writeGroup(g int, w *bytes.Buffer) error {
+	return writeEntries(w, s.t[g], newStateCodec[V]())
+}
+func (s *nsTable[V]) readGroup(g int, b []byte) error {
+	return readEntries(s.t[g], newStateCodec[V](), b, 0)
+}
+
+// Every state kind is a snapshotter, reducingState through its valueState.
+var _ = []snapshotter{
+	(*valueState[int])(nil), (*listState[int])(nil), (*mapState[int, int])(nil),
+	(*reducingState[int])(nil), (*aggregatingState[int, int, int])(nil), (*nsTable[int])(nil),
+}
+
+// writeEntries writes the state blob of one table.
+func writeEntries[V any](w *bytes.Buffer, tab *table[V], sc *stateCodec[V]) error {
+	if sc.err != nil {
+		return sc.err
+	}
+	now := time.Now().UnixMilli()
+	es := make([]*entry[V], 0, tab.len())
+	for e := range tab.all() {
+		if e.expires == 0 || e.expires > now {
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, func(a, b *entry[V]) int { return bytes.Compare(a.Key(), b.Key()) })
+	b := []byte{stateVersion}
+	b = appendSnapBytes(b, []byte(sc.typ))
+	b = binary.AppendUvarint(b, uint64(len(es)))
+	for _, e := range es {
+		b = appendSnapBytes(b, e.Key())
+		b = binary.AppendVarint(b, e.expires)
+		b = sc.c.Append(b, e.val)
+	}
+	w.Write(b)
+	return nil
+}
+
+// readEntries adds the entries of a state blob to tab. With a time to live
+// (ttl ms), an entry written without one lives ttl from now and an entry
+// that expired meanwhile is dropped; without, expiries are dropped.
+func readEntries[V any](tab *table[V], sc *stateCodec[V], b []byte, ttl int64) error {
+	if sc.err != nil {
+		return sc.err
+	}
+	r := snapReader{b: b}
+	if v := r.byte(); r.err == nil && v != stateVersion {
+		return fmt.Errorf("%w: state format %d (this SDK reads %d)", errSnapshotVersion, v, stateVersion)
+	}
+	written := string(r.bytes())
+	n := r.count()
+	if r.err != nil {
+		return r.err
+	}
+	// hint explains a decoding failure by a change of type.
+	hint := ""
+	if written != sc.typ {
+		hint = fmt.Sprintf(" (values written as %s, read as %s)", written, sc.typ)
+	}
+	now := time.Now().UnixMilli()
+	for i := range n {
+		key := r.bytes()
+		expires := r.varint()
+		if r.err != nil {
+			return fmt.Errorf("entry %d: %w", i, r.err)
+		}
+		v, m, err := sc.c.Decode(r.b)
+		if err != nil {
+			return fmt.Errorf("entry %d: decode %s value%s: %w", i, sc.typ, hint, err)
+		}
+		r.b = r.b[m:]
+		switch {
+		case ttl == 0:
+			expires = 0
+		case expires == 0:
+			expires = now + ttl
+		case expires <= now:
+			continue
+		}
+		e, created := tab.put(keygroup.Hash(key), key)
+		if !created {
+			return fmt.Errorf("entry %d: %w: key %q restored twice", i, errSnapshotCorrupt, key)
+		}
+		e.val, e.expires = v, expires
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: %d bytes after the last entry%s", errSnapshotCorrupt, len(r.b), hint)
+	}
+	return nil
+}
+
+// snapshotKeyed snapshots the keyed state and timers (t, which may be nil)
+// of an operator subtask: one blob per key group of be.groups. It must run
+// in the task's goroutine, between records.
+func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
+	names := slices.Sorted(maps.Keys(be.states))
+	snaps := make([]snapshotter, len(names))
+	for i, name := range names {
+		s, ok := be.states[name].(snapshotter)
+		if !ok {
+			return nil, fmt.Errorf("snapshot state %q: %T cannot be snapshotted", name, be.states[name])
+		}
+		snaps[i] = s
+	}
+	var event, processing map[int][]timerKey
+	if t != nil {
+		event, processing = timersByGroup(&t.event), timersByGroup(&t.processing)
+	}
+	out := make(map[int][]byte, be.groups.Len())
+	var sb bytes.Buffer
+	for kg := be.groups.Start; kg < be.groups.End; kg++ {
+		b := append([]byte(groupMagic), groupVersion)
+		b = binary.AppendUvarint(b, uint64(kg))
+		b = binary.AppendUvarint(b, uint64(len(names)))
+		for i, name := range names {
+			sb.Reset()
+			if err := snaps[i].writeGroup(kg-be.groups.Start, &sb); err != nil {
+				return nil, fmt.Errorf("snapshot state %q key group %d: %w", name, kg, err)
+			}
+			b = appendSnapBytes(b, []byte(name))
+			b = appendSnapBytes(b, sb.Bytes())
+		}
+		b = appendTimers(b, event[kg])
+		b = appendTimers(b, processing[kg])
+		out[kg] = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	}
+	return out, nil
+}
+
+// timersByGroup returns the live timers of q by key group, each group's in
+// (time, key) order.
+func timersByGroup(q *timerQueue) map[int][]timerKey {
+	by := map[int][]timerKey{}
+	for k := range q.set {
+		by[k.kg] = append(by[k.kg], k)
+	}
+	for _, ks := range by {
+		slices.SortFunc(ks, func(a, b timerKey) int {
+			if a.ts != b.ts {
+				return cmp.Compare(a.ts, b.ts)
+			}
+			return strings.Compare(a.key, b.key)
+		})
+	}
+	return by
+}
+
+func appendTimers(b []byte, ks []timerKey) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ks)))
+	for _, k := range ks {
+		b = binary.AppendVarint(b, k.ts)
+		b = binary.AppendUvarint(b, uint64(len(k.key)))
+		b = append(b, k.key...)
+	}
+	return b
+}
+
+// restoreKeyed restores key-group blobs written by snapshotKeyed, from
+// subtasks of any parallelism, into the backend and timers of a subtask
+// whose states are registered (after its function's Open) and empty. Each
+// blob must be of a key group in be.groups. A state the operator does not
+// register is refused unless allowNonRestored, which drops it. On error the
+// backend holds part of the state and must be discarded.
+//
+// Restored processing-time timers are in t but not scheduled with the
+// task: the caller does that.
+func restoreKeyed(be *keyedBackend, t *timers, groups map[int][]byte, allowNonRestored bool) error {
+	for _, kg := range slices.Sorted(maps.Keys(groups)) {
+		if err := restoreGroup(be, t, kg, groups[kg], allowNonRestored); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func restoreGroup(be *keyedBackend, t *timers, kg int, b []byte, allowNonRestored bool) error {
+	if !be.groups.Contains(kg) {
+		return fmt.Errorf("restore key group %d: outside this subtask's key groups %d-%d", kg, be.groups.Start, be.groups.End-1)
+	}
+	if len(b) < len(groupMagic)+1+4 || string(b[:len(groupMagic)]) != groupMagic {
+		return fmt.Errorf("restore key group %d: %w: not a key group snapshot", kg, errSnapshotCorrupt)
+	}
+	if v := b[len(groupMagic)]; v != groupVersion {
+		return fmt.Errorf("restore key group %d: %w %d (this SDK reads %d)", kg, errSnapshotVersion, v, groupVersion)
+	}
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return fmt.Errorf("restore key group %d: %w: checksum mismatch", kg, errSnapshotCorrupt)
+	}
+	r := snapReader{b: body[len(groupMagic)+1:]}
+	if got := r.uvarint(); r.err == nil && got != uint64(kg) {
+		return fmt.Errorf("restore key group %d: %w: the blob is of key group %d", kg, errSnapshotCorrupt, got)
+	}
+	n := r.count()
+	for range n {
+		name, blob := string(r.bytes()), r.bytes()
+		if r.err != nil {
+			break
+		}
+		s, ok := be.states[name]
+		if !ok {
+			if allowNonRestored {
+				continue
+			}
+			return fmt.Errorf("restore key group %d: state %q: %w", kg, name, errUnknownState)
+		}
+		sn, ok := s.(snapshotter)
+		if !ok {
+			return fmt.Errorf("restore state %q key group %d: %T cannot be restored", name, kg, s)
+		}
+		if err := sn.readGroup(kg-be.groups.Start, blob); err != nil {
+			return fmt.Errorf("restore state %q key group %d: %w", name, kg, err)
+		}
+	}
+	for _, processing := range []bool{false, true} {
+		n := r.count()
+		if n > 0 && t == nil {
+			return fmt.Errorf("restore key group %d: %d timers for an operator without timers", kg, n)
+		}
+		for range n {
+			ts, key := r.varint(), r.bytes()
+			if r.err != nil {
+				break
+			}
+			q := &t.event
+			if processing {
+				q = &t.processing
+			}
+			q.add(timerKey{ts: ts, kg: kg, key: string(key)})
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%w: %d bytes after the timers", errSnapshotCorrupt, len(r.b))
+	}
+	if r.err != nil {
+		return fmt.Errorf("restore key group %d: %w", kg, r.err)
+	}
+	return nil
+}
+
+func appendSnapBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// snapReader reads the framing of snapshots. The first error sticks; reads
+// after it return zero values.
+type snapReader struct {
+	b   []byte
+	err error
+}
+
+func (r *snapReader) fail() {
+	r.err, r.b = fmt.Errorf("%w: truncated or malformed", errSnapshotCorrupt), nil
+}
+
+func (r *snapReader) byte() byte {
+	if r.err != nil || len(r.b) == 0 {
+		r.fail()
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *snapReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *snapReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// bytes reads a length and that many bytes, aliasing the input.
+func (r *snapReader) bytes() []byte {
+	l := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if l > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	b := r.b[:l:l]
+	r.b = r.b[l:]
+	return b
+}
+
+// count reads a number of items of at least one byte each, so that a
+// corrupt count cannot ask for more than the input holds.
+func (r *snapReader) count() int {
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.fail()
+		return 0
+	}
+	return int(n)
+}
