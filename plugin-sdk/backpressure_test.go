@@ -73,8 +73,8 @@ func TestSlowSinkHoldsTheSourceBack(t *testing.T) {
 		worst = max(worst, ahead)
 		if ahead > bound {
 			cancel()
-			<-done
-			t.Fatalf("source ran %d records ahead of the sink; flow control allows %d", ahead, bound)
+			err := <-done
+			t.Fatalf("source ran %d records ahead of the sink; flow control allows %d (job ended with %v)", ahead, bound, err)
 		}
 	}
 	cancel()

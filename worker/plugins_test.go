@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,9 +57,12 @@ func jobBinary(t *testing.T) string {
 			return
 		}
 		jobBin.path = filepath.Join(jobBin.dir, "job")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(gobin); err != nil {
-			gobin = "go"
+		// go test puts its own GOROOT/bin first on the PATH of the test
+		// binary, so this finds the go command that is running the tests.
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			jobBin.err = fmt.Errorf("finding the go command: %v", err)
+			return
 		}
 		// The environment passes on GOFLAGS (an -overlay, say).
 		out, err := exec.Command(gobin, "build", "-o", jobBin.path, "./testdata/job").CombinedOutput()

@@ -767,7 +767,7 @@ func TestAssignSlots(t *testing.T) {
 
 	t.Run("released slots can be taken", func(t *testing.T) {
 		f, next := seeded(t) // j1 on w1/0, w1/1; j3 on w2/0
-		next = applyAll(t, f, next,
+		applyAll(t, f, next,
 			releaseSlots("j1"),
 			jobStatus("j3", eddypb.JobStatus_JOB_STATUS_CANCELED, 200),
 			assignSlots("j2", 300, slot("j2", "w1", 0), slot("j2", "w1", 1), slot("j2", "w2", 0)),
@@ -851,7 +851,7 @@ func TestCompleteCheckpoint(t *testing.T) {
 			for id := uint64(1); id <= 5; id++ {
 				next = applyAll(t, f, next, completeCheckpoint(checkpoint("a", id), tt.retain))
 			}
-			next = applyAll(t, f, next, completeCheckpoint(checkpoint("b", 77), 1))
+			applyAll(t, f, next, completeCheckpoint(checkpoint("b", 77), 1))
 
 			var want []*eddypb.CheckpointRecord
 			for _, id := range tt.want {

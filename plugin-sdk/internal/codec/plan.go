@@ -231,7 +231,7 @@ func (b *builder) custom(p *plan, t reflect.Type, path string) (bool, error) {
 	// The methods are called through an interface value made of *T's type
 	// word and the pointer at hand, which costs a cached type assertion and
 	// no reflect.Value per record.
-	var proto any = reflect.New(t).Interface()
+	proto := reflect.New(t).Interface()
 	ptype := (*eface)(unsafe.Pointer(&proto)).typ
 	p.enc = func(dst []byte, v unsafe.Pointer) []byte {
 		return makeAny(ptype, v).(Marshaler).MarshalEddy(dst)

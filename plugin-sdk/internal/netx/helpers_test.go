@@ -92,7 +92,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 }
 
 func (l *trackingListener) crash() {
-	_ = l.Listener.Close()
+	_ = l.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range l.conns {
