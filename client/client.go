@@ -41,8 +41,9 @@ var ErrNoAddress = errors.New("no control plane address: use --address or EDDY_A
 
 // Client talks to a control plane. It is safe for concurrent use.
 type Client struct {
-	addrs []string
-	hc    *http.Client
+	addrs  []string
+	hc     *http.Client
+	upload *http.Client // no whole-request timeout: a large binary takes its time
 
 	mu   sync.Mutex
 	next int // the address that answered last
@@ -66,7 +67,8 @@ func New(addrs []string) *Client {
 	// dial error moves on to the next node.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &Client{addrs: clean, hc: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
+	return &Client{addrs: clean, hc: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+		upload: &http.Client{Transport: tr}}
 }
 
 // ParseAddresses splits a comma-separated address list (EDDY_ADDRESS).
@@ -157,7 +159,11 @@ func (c *Client) once(ctx context.Context, base, method, path, contentType strin
 	if rd != nil {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := c.hc.Do(req)
+	hc := c.hc
+	if contentType == "application/octet-stream" {
+		hc = c.upload
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,11 @@ func (s *fileStore) Put(ctx context.Context, name string, r io.Reader) (Info, er
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", name, err)
 	}
+	// Overwriting unpublishes the old object first, so that no reader ever
+	// sees new content against the old checksum.
+	if err := os.Remove(p + sumSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("put %s: unpublish the old version: %w", name, err)
+	}
 	h := sha256.New()
 	n, err := writeAtomic(p, io.TeeReader(&ctxReader{ctx: ctx, r: r}, h))
 	if err != nil {

@@ -380,6 +380,9 @@ func (s *s3Store) List(ctx context.Context, prefix string) ([]Info, error) {
 	if s.prefix != "" {
 		base = s.prefix + "/"
 	}
+	// Returning early must stop the listing goroutine, or it blocks forever.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var out []Info
 	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: base + prefix, Recursive: true}) {
 		if obj.Err != nil {

@@ -97,6 +97,10 @@ func validName(name string) error {
 			return fmt.Errorf("object name %q: bad path element %q", name, part)
 		}
 	}
+	if strings.HasSuffix(name, sumSuffix) {
+		// The file store keeps checksums under that suffix.
+		return fmt.Errorf("object name %q: names ending in %s are reserved", name, sumSuffix)
+	}
 	return nil
 }
 

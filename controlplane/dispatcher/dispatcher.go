@@ -71,7 +71,11 @@ type dispatcher struct {
 // plain-text 405 into the JSON error shape.
 func (d *dispatcher) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+		ctx, cancel := r.Context(), context.CancelFunc(func() {})
+		if r.URL.Path != "/v1/artifacts" {
+			// Uploads take as long as the bytes take; everything else is bounded.
+			ctx, cancel = context.WithTimeout(ctx, RequestTimeout)
+		}
 		defer cancel()
 		if v := r.URL.Query().Get("stale"); v != "" {
 			if ok, err := strconv.ParseBool(v); err != nil {

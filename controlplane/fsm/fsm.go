@@ -268,9 +268,34 @@ func (s *State) applyRegisterWorker(c *eddypb.RegisterWorkerCommand, index uint6
 	nw.CreateIndex = index
 	if old, ok := s.workers[controlplane.WorkerID(w.Id)]; ok {
 		nw.CreateIndex = old.CreateIndex
+		if old.InstanceId != w.InstanceId {
+			// The worker restarted: whatever its old instance ran is gone.
+			s.failTasksOf(w.Id, fmt.Sprintf("worker %s restarted", w.Id), c.AtMs)
+		}
 	}
 	s.workers[controlplane.WorkerID(w.Id)] = nw
 	return nil
+}
+
+// failTasksOf marks the unfinished tasks a worker ran as failed.
+func (s *State) failTasksOf(workerID, reason string, atMs int64) {
+	for id, list := range s.tasks {
+		changed := false
+		var out []*eddypb.TaskStatus
+		for _, t := range list {
+			if t.WorkerId == workerID && !TerminalTask(t.State) {
+				t = proto.CloneOf(t)
+				t.State = eddypb.TaskState_TASK_STATE_FAILED
+				t.Error = reason
+				t.AtMs = atMs
+				changed = true
+			}
+			out = append(out, t)
+		}
+		if changed {
+			s.tasks[id] = out
+		}
+	}
 }
 
 func (s *State) applyUpdateWorkerStatus(c *eddypb.UpdateWorkerStatusCommand, index uint64) error {

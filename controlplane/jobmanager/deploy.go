@@ -206,7 +206,9 @@ func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssig
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			// Bounded, and over when the leadership term ends: a new leader
+			// catches up with heartbeats (orphaned tasks are cancelled then).
+			ctx, cancel := context.WithTimeout(m.term(), 30*time.Second)
 			defer cancel()
 			c, err := m.cfg.Worker(addr)
 			if err == nil {
@@ -217,6 +219,16 @@ func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssig
 			}
 		}()
 	}
+}
+
+// term returns the context of the leadership term.
+func (m *Manager) term() context.Context {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.termCtx == nil {
+		return context.Background()
+	}
+	return m.termCtx
 }
 
 // workerError is a worker's error as a person reads it: its message, not
@@ -378,7 +390,14 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	if _, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
 		JobId: j.Spec.JobId, Status: eddypb.JobStatus_JOB_STATUS_RUNNING, AtMs: m.cfg.Now().UnixMilli(),
 		Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
-	}); err != nil && !errors.Is(err, fsm.ErrStatusMismatch) {
+	}); errors.Is(err, fsm.ErrStatusMismatch) {
+		// Cancelled (or failed) while deploying: stop what was just started.
+		cur := proto.CloneOf(j)
+		cur.Attempt = attempt
+		m.cancelOnWorkers(cur, assignments)
+		m.cfg.Logger.Info("job stopped while deploying", "job_id", id, "attempt", attempt)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf))

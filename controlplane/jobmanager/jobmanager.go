@@ -60,6 +60,7 @@ type Manager struct {
 	mu         sync.Mutex
 	deploying  map[controlplane.JobID]bool
 	cancelling map[controlplane.JobID]time.Time // when the cancel was sent to workers
+	termCtx    context.Context                 // the leadership term; set by Run
 	wg         sync.WaitGroup
 }
 
@@ -144,7 +145,8 @@ func (m *Manager) Cancel(ctx context.Context, id controlplane.JobID) (*eddypb.Jo
 	}
 	// A job with deployed tasks stops them first; one without ends now.
 	target := eddypb.JobStatus_JOB_STATUS_CANCELED
-	if j.Attempt > 0 && len(j.Spec.Graph) > 0 {
+	if len(j.Spec.Graph) > 0 && (j.Attempt > 0 || j.Status == eddypb.JobStatus_JOB_STATUS_SCHEDULED) {
+		// Tasks may run, or be deploying: stop them first.
 		target = eddypb.JobStatus_JOB_STATUS_CANCELLING
 	}
 	_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
@@ -193,6 +195,9 @@ func (m *Manager) Kick() {
 
 // Run schedules waiting jobs whenever the state changes, until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.termCtx = ctx
+	m.mu.Unlock()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	defer m.wg.Wait()

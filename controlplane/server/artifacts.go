@@ -86,9 +86,9 @@ func (s *Server) checkArtifact(ctx context.Context, a *eddypb.ArtifactRef) error
 	if info.SHA256 != a.Sha256 {
 		return fmt.Errorf("%w: artifact hash mismatch: stored content has sha256 %s, the job names %s", controlplane.ErrInvalidArgument, info.SHA256, a.Sha256)
 	}
-	if a.Url == "" {
-		a.Url = s.blobs.URL(artifactName(a.Sha256))
-	}
+	// Workers fetch from the cluster's store only, never from a URL the
+	// client chose.
+	a.Url = s.blobs.URL(artifactName(a.Sha256))
 	if a.Size == 0 {
 		a.Size = info.Size
 	}

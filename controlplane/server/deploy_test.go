@@ -358,3 +358,44 @@ func TestHeartbeatCancelsTasksOfEndedJobs(t *testing.T) {
 		t.Fatalf("heartbeat of an ended job's task: %v, cancel %v", err, resp.GetCancel())
 	}
 }
+
+// TestRestartedWorkerFailsItsJob: a worker that comes back as a new
+// instance runs nothing of what its old instance ran: the job fails rather
+// than stay RUNNING forever.
+func TestRestartedWorkerFailsItsJob(t *testing.T) {
+	c := cptest.TestCluster(t, 1)
+	cl := client.New(c.HTTPAddrs())
+	w := startFakeWorker(t, c, "w1", 2, func(*eddypb.TaskRef) (eddypb.TaskState, string) {
+		return eddypb.TaskState_TASK_STATE_RUNNING, ""
+	})
+	a := uploadFake(t, cl)
+	j, err := cl.Submit(context.Background(), api.SubmitJob{Artifact: &a, Graph: testGraph(2, "count")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cptest.WaitFor(t, 10*time.Second, func() error {
+		got, err := cl.Job(context.Background(), j.ID)
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, ts := range got.Execution {
+			if ts.State == "RUNNING" && ts.WorkerID == "w1" {
+				running++
+			}
+		}
+		if got.Status != "RUNNING" || running != 4 {
+			return fmt.Errorf("job %s with %d tasks running on w1", got.Status, running)
+		}
+		return nil
+	})
+	if _, err := w.cp.RegisterWorker(context.Background(), &eddypb.RegisterWorkerRequest{
+		WorkerId: "w1", Address: w.addr, Slots: 2, InstanceId: "w1-restarted",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := waitStatus(t, cl, j.ID, "FAILED")
+	if !strings.Contains(got.StatusReason, "worker w1 restarted") {
+		t.Fatalf("failure reason %q", got.StatusReason)
+	}
+}

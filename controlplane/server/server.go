@@ -444,17 +444,32 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if s.fsm.State().ClusterID() == "" {
-		if _, err := s.raftApply(ctx, fsm.CmdInitCluster, &eddypb.InitClusterCommand{ClusterId: newID(), CreatedAtMs: time.Now().UnixMilli()}); err != nil {
-			s.log.Error("initialise cluster id", "error", err)
-			return
+	// The setup writes are retried until they succeed or the term ends: a
+	// leader without its managers would refuse every call.
+	setup := func() error {
+		if s.fsm.State().ClusterID() == "" {
+			if _, err := s.raftApply(ctx, fsm.CmdInitCluster, &eddypb.InitClusterCommand{ClusterId: newID(), CreatedAtMs: time.Now().UnixMilli()}); err != nil {
+				return fmt.Errorf("initialise cluster id: %w", err)
+			}
 		}
+		self := &eddypb.Member{Id: s.cfg.NodeID, RaftAddr: s.raftAddr, GrpcAddr: s.grpcAddr, HttpAddr: s.httpAddr}
+		if m, ok := s.fsm.State().Member(s.ID()); !ok || !proto.Equal(m, self) {
+			if _, err := s.raftApply(ctx, fsm.CmdUpsertMember, &eddypb.UpsertMemberCommand{Member: self}); err != nil {
+				return fmt.Errorf("record own member entry: %w", err)
+			}
+		}
+		return nil
 	}
-	self := &eddypb.Member{Id: s.cfg.NodeID, RaftAddr: s.raftAddr, GrpcAddr: s.grpcAddr, HttpAddr: s.httpAddr}
-	if m, ok := s.fsm.State().Member(s.ID()); !ok || !proto.Equal(m, self) {
-		if _, err := s.raftApply(ctx, fsm.CmdUpsertMember, &eddypb.UpsertMemberCommand{Member: self}); err != nil {
-			s.log.Error("record own member entry", "error", err)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := setup()
+		if err == nil {
+			break
+		}
+		s.log.Warn("leader setup", "error", err)
+		select {
+		case <-ctx.Done():
 			return
+		case <-time.After(backoff):
 		}
 	}
 	l := &leadership{
