@@ -60,7 +60,7 @@ type Manager struct {
 	mu         sync.Mutex
 	deploying  map[controlplane.JobID]bool
 	cancelling map[controlplane.JobID]time.Time // when the cancel was sent to workers
-	termCtx    context.Context                 // the leadership term; set by Run
+	termCtx    context.Context                  // the leadership term; set by Run
 	wg         sync.WaitGroup
 }
 
