@@ -310,7 +310,7 @@ func (c *sourceCollector[T]) Split(i int) {
 }
 
 func (c *sourceCollector[T]) Collect(v T) {
-	if c.wm != nil {
+	if c.wm != nil && len(c.gens) > 0 {
 		ts := c.wm.timestamp(v)
 		c.gens[c.cur].OnEvent(ts)
 		c.seen[c.cur] = true
@@ -324,7 +324,7 @@ func (c *sourceCollector[T]) Collect(v T) {
 func (c *sourceCollector[T]) watermark(now time.Time) (wm int64, allIdle bool) {
 	n := len(c.gens)
 	if !c.perSplit {
-		n = 1
+		n = min(n, 1)
 	}
 	wm, allIdle = MaxWatermark, true
 	for i := range n {
@@ -365,7 +365,14 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 	}()
 	c := &sourceCollector[T]{collector: collector[T]{out: out, ts: engine.NoTimestamp}, wm: strategy}
 	if strategy != nil {
-		n := max(len(mine), 1)
+		// A subtask without splits has nothing to hold event time back: its
+		// output is idle from the start, as in Flink.
+		n := len(mine)
+		if n == 0 {
+			if err := tc.SetIdle(true); err != nil {
+				return err
+			}
+		}
 		c.gens = make([]WatermarkGenerator, n)
 		for i := range c.gens {
 			c.gens[i] = strategy.newGenerator()

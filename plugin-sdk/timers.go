@@ -38,7 +38,23 @@ func (q *timerQueue) add(k timerKey) bool {
 	return true
 }
 
-func (q *timerQueue) remove(k timerKey) { delete(q.set, k) }
+// remove deletes a timer; its heap entry goes when it comes up, or when
+// deleted entries outnumber live ones and the heap is rebuilt, so that the
+// delete-and-register pattern does not grow memory.
+func (q *timerQueue) remove(k timerKey) {
+	delete(q.set, k)
+	if len(q.h) > 2*len(q.set)+64 {
+		live := q.h[:0]
+		for _, t := range q.h {
+			if _, ok := q.set[t]; ok {
+				live = append(live, t)
+			}
+		}
+		clear(q.h[len(live):])
+		q.h = live
+		heap.Init(&q.h)
+	}
+}
 
 // popDue returns the earliest live timer at or before ts.
 func (q *timerQueue) popDue(ts int64) (timerKey, bool) {

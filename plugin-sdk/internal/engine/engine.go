@@ -162,10 +162,11 @@ type eventOutput interface {
 // flushOutput is an encoder: an Output[T] (boxed) that can flush and mark
 // its channels idle.
 type flushOutput struct {
-	out     any
-	flush   func() error
-	setIdle func(bool) error
-	isIdle  func() bool
+	out       any
+	flush     func() error
+	setIdle   func(bool) error
+	isIdle    func() bool
+	setSticky func(bool)
 }
 
 // TypeOf describes the record type T, encoded with c.
@@ -194,7 +195,8 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 				return flushOutput{}, fmt.Errorf("unknown partitioning %v", e.Partitioning)
 			}
 			enc.part = e.Partitioning
-			return flushOutput{out: Output[T](enc), flush: enc.flush, setIdle: enc.setIdle, isIdle: func() bool { return enc.idle }}, nil
+			return flushOutput{out: Output[T](enc), flush: enc.flush, setIdle: enc.setIdle, isIdle: func() bool { return enc.idle },
+				setSticky: func(s bool) { enc.sticky = s }}, nil
 		},
 		newDecoder: func(next any) func(b []byte, count int) error {
 			out := next.(Output[T])
@@ -318,10 +320,13 @@ type encoder[T any] struct {
 	consumerP int
 	next      int
 	idle      bool // the channels were told this task is idle
+	// sticky keeps the output idle when records pass: in a task with
+	// inputs, idleness follows the inputs, not the records a timer emits.
+	sticky bool
 }
 
 func (e *encoder[T]) Process(v T, ts int64) error {
-	if e.idle {
+	if e.idle && !e.sticky {
 		if err := e.setIdle(false); err != nil {
 			return err
 		}

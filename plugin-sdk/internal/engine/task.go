@@ -385,6 +385,11 @@ func (t *task) run(ctx context.Context) (err error) {
 	if t.head.Run != nil {
 		return t.head.Run(ctx, func() { _ = t.idle() })
 	}
+	// A task with inputs is idle when its inputs are, whatever a timer
+	// emits meanwhile (a source becomes active by emitting).
+	for _, e := range t.encoders {
+		e.setSticky(true)
+	}
 	return t.consume(ctx)
 }
 
@@ -466,13 +471,9 @@ func (t *task) consume(ctx context.Context) error {
 		in := m.ch.Input
 		st := chans[m.ch.Key]
 		if m.event == nil {
-			if st.idle {
-				// A record makes an idle channel active again.
-				st.idle = false
-				if err := status(in); err != nil {
-					return err
-				}
-			}
+			// Records do not change a channel's status: a producer that
+			// becomes active says so first (EventIdle 0), and one whose
+			// inputs are idle stays idle while its timers emit.
 			err := t.decoders[in](m.data, m.count)
 			m.done()
 			if err != nil {
