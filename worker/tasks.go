@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/eddy-streams/eddy/proto/eddypb"
@@ -168,6 +170,13 @@ func (w *Worker) sendReport(ctx context.Context, batch []*eddypb.TaskStatus) err
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if permanent(err) {
+				// The control plane will never take this batch: keeping it
+				// would block every later report. Heartbeats still carry
+				// the live states.
+				w.log.Error("control plane refused task states; dropping them", "tasks", len(batch), "error", err)
+				return nil
+			}
 			if round%10 == 0 {
 				w.log.Warn("report task states failed; retrying", "via", w.cfg.Servers[i], "tasks", len(batch), "error", err)
 			}
@@ -179,4 +188,14 @@ func (w *Worker) sendReport(ctx context.Context, batch []*eddypb.TaskStatus) err
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// permanent reports whether the control plane refused a call for good, as
+// opposed to being unreachable or without a leader for now.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists, codes.ResourceExhausted, codes.Unimplemented:
+		return true
+	}
+	return false
 }
