@@ -160,6 +160,16 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 		return status.Errorf(st.Code(), "prepare %s in its plugin: %s", jr.key, st.Message())
 	}
 	jr.dataAddr, jr.sdkVersion = resp.GetDataAddr(), resp.GetSdkVersion()
+	// The worker may have begun shutting down while Prepare ran, and its
+	// shutdown may have stopped waiting for this start: stop the process
+	// here, so that it never outlives the worker.
+	w.jobsMu.Lock()
+	closed = w.closed
+	w.jobsMu.Unlock()
+	if closed {
+		jr.stop(false)
+		return status.Error(codes.Unavailable, "the worker is shutting down")
+	}
 	jr.log.Info("job prepared", "data_addr", jr.dataAddr, "sdk_version", jr.sdkVersion)
 	return nil
 }
