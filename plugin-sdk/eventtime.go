@@ -93,4 +93,7 @@ func WithWatermarks[T any](w WatermarkStrategy[T]) Option {
 // watermarks are generated per split.
 type SplitCollector interface {
 	Split(index int)
+	// SplitDone says split index has no more records: it no longer holds
+	// the watermark back, while the reader's other splits go on.
+	SplitDone(index int)
 }

@@ -299,6 +299,7 @@ type sourceCollector[T any] struct {
 	seen     []bool      // the split had records since the last check
 	lastSeen []time.Time // when the split last had records
 	idle     []bool
+	done     []bool // the reader said the split has no more records
 	cur      int
 	perSplit bool
 }
@@ -306,6 +307,12 @@ type sourceCollector[T any] struct {
 func (c *sourceCollector[T]) Split(i int) {
 	if i >= 0 && i < len(c.gens) {
 		c.cur, c.perSplit = i, true
+	}
+}
+
+func (c *sourceCollector[T]) SplitDone(i int) {
+	if i >= 0 && i < len(c.done) {
+		c.done[i], c.perSplit = true, true
 	}
 }
 
@@ -333,7 +340,7 @@ func (c *sourceCollector[T]) watermark(now time.Time) (wm int64, allIdle bool) {
 		} else if c.wm.idleness > 0 && now.Sub(c.lastSeen[i]) >= c.wm.idleness {
 			c.idle[i] = true
 		}
-		if c.idle[i] {
+		if c.idle[i] || c.done[i] {
 			continue
 		}
 		allIdle = false
@@ -377,7 +384,7 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 		for i := range c.gens {
 			c.gens[i] = strategy.newGenerator()
 		}
-		c.seen, c.idle, c.lastSeen = make([]bool, n), make([]bool, n), make([]time.Time, n)
+		c.seen, c.idle, c.done, c.lastSeen = make([]bool, n), make([]bool, n), make([]bool, n), make([]time.Time, n)
 		now := time.Now()
 		for i := range c.lastSeen {
 			c.lastSeen[i] = now
