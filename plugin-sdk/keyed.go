@@ -36,6 +36,9 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 					return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
 				}
 			}
+			// Expired state of keys that never come back is swept while the
+			// task is idle (or between batches), a key group at a time.
+			tc.OnIdle(func() error { op.be.sweep(); return nil })
 			if d, ok := any(fn).(directFunc[IN]); ok {
 				d.bind(out)
 				op.direct = d

@@ -58,6 +58,8 @@ type keyedBackend struct {
 	hash   uint64 // keygroup.Hash(key)
 	kg     int    // the current key group, relative to groups.Start
 	states map[string]any
+	// sweepNext is the next key group (by position) the TTL sweep visits.
+	sweepNext int
 }
 
 func newKeyedBackend(groups keygroup.Range) *keyedBackend {
@@ -118,6 +120,36 @@ func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) {
 }
 
 func (t tables[V]) del(be *keyedBackend) { t.t[be.kg].del(be.hash, be.key) }
+
+// expireGroup removes the expired entries of one key group (by position in
+// the backend's range); states without a time to live have none.
+func (t tables[V]) expireGroup(g int, now int64) {
+	if t.ttl > 0 {
+		t.t[g].expire(now)
+	}
+}
+
+// expirer is implemented by the state types, for the background sweep.
+type expirer interface {
+	expireGroup(g int, now int64)
+}
+
+// sweep removes expired entries of the next key group of every state, so
+// that keys never touched again do not keep their expired state forever.
+// Operators call it when their task is idle, one key group at a time.
+func (be *keyedBackend) sweep() {
+	if be.groups.Len() == 0 {
+		return
+	}
+	now := time.Now().UnixMilli()
+	g := be.sweepNext % be.groups.Len()
+	be.sweepNext = g + 1
+	for _, s := range be.states {
+		if e, ok := s.(expirer); ok {
+			e.expireGroup(g, now)
+		}
+	}
+}
 
 // StateOption configures a keyed state.
 type StateOption func(*stateConfig)
@@ -358,3 +390,10 @@ func (s *aggregatingState[IN, ACC, OUT]) Add(v IN) {
 }
 
 func (s *aggregatingState[IN, ACC, OUT]) Clear() { s.t.del(s.be) }
+
+func (s *valueState[T]) expireGroup(g int, now int64)    { s.t.expireGroup(g, now) }
+func (s *listState[T]) expireGroup(g int, now int64)     { s.t.expireGroup(g, now) }
+func (s *mapState[UK, UV]) expireGroup(g int, now int64) { s.t.expireGroup(g, now) }
+func (s *aggregatingState[IN, ACC, OUT]) expireGroup(g int, now int64) {
+	s.t.expireGroup(g, now)
+}

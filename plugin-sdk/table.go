@@ -107,3 +107,32 @@ func (t *table[V]) all() iter.Seq[*entry[V]] {
 		}
 	}
 }
+
+// expire removes the entries whose time to live ended at or before now.
+func (t *table[V]) expire(now int64) {
+	for h, e := range t.m {
+		var keep *entry[V]
+		var last *entry[V]
+		for ; e != nil; e = e.next {
+			if e.expires != 0 && e.expires <= now {
+				t.n--
+				continue
+			}
+			c := e
+			if keep == nil {
+				keep = c
+			} else {
+				last.next = c
+			}
+			last = c
+		}
+		if last != nil {
+			last.next = nil
+		}
+		if keep == nil {
+			delete(t.m, h)
+		} else {
+			t.m[h] = keep
+		}
+	}
+}
