@@ -175,6 +175,12 @@ func (r *reader) Read(_ context.Context, out sdk.Collector[Event]) (sdk.ReadStat
 			sp.next += stride
 		}
 	}
+	if r.done(sp) {
+		// A finished split must not hold the others' watermark back.
+		if sc, ok := out.(sdk.SplitCollector); ok {
+			sc.SplitDone(idx)
+		}
+	}
 	r.cur = idx + 1
 	return sdk.More, nil
 }

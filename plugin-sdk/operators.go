@@ -334,17 +334,29 @@ func (c *sourceCollector[T]) watermark(now time.Time) (wm int64, allIdle bool) {
 		n = min(n, 1)
 	}
 	wm, allIdle = MaxWatermark, true
+	doneWM, anyDone := MinWatermark, false
 	for i := range n {
 		if c.seen[i] {
 			c.seen[i], c.lastSeen[i], c.idle[i] = false, now, false
 		} else if c.wm.idleness > 0 && now.Sub(c.lastSeen[i]) >= c.wm.idleness {
 			c.idle[i] = true
 		}
-		if c.idle[i] || c.done[i] {
+		if c.done[i] {
+			// A finished split holds nothing back, but it is not idle:
+			// its records may still be on their way downstream.
+			doneWM, anyDone = max(doneWM, c.gens[i].Watermark()), true
+			continue
+		}
+		if c.idle[i] {
 			continue
 		}
 		allIdle = false
 		wm = min(wm, c.gens[i].Watermark())
+	}
+	if allIdle && anyDone {
+		// Only finished (or idle) splits are left: event time stands where
+		// the finished ones reached, until the reader ends.
+		return doneWM, false
 	}
 	return wm, allIdle
 }
