@@ -2,11 +2,8 @@ package sdk
 
 import (
 	"fmt"
-	"time"
 
-	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
-	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
 
 // Process runs a keyed process function over a keyed stream. The operator
@@ -20,16 +17,18 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
 			fn := instance(fn)
 			op := &keyedOp[K, IN, OUT]{
-				fn: fn, key: ks.key, keyCodec: ks.keyCodec, maxP: tc.MaxParallelism,
-				be: newKeyedBackend(tc.KeyGroups),
-				c:  collector[OUT]{out: out.(engine.Output[OUT])},
+				keyedCore: newKeyedCore(tc, ks.keyCodec), fn: fn, key: ks.key,
+				c: collector[OUT]{out: out.(engine.Output[OUT])},
 			}
-			op.ctx = keyedCtx[K]{rt: rtContext{tc: tc, be: op.be}, op: op}
-			op.timers = newTimers()
-			op.wm = MinWatermark
-			op.tc = tc
+			op.ctx = keyedCtx[K]{rt: op.runtime(), op: op}
 			if h, ok := fn.(TimerHandler[K, OUT]); ok {
-				op.onTimer = h
+				op.keyedCore.onTimer = func(_ string, ts int64, _ TimeDomain) error {
+					op.c.ts = ts
+					if err := h.OnTimer(&op.ctx, ts, &op.c); err != nil {
+						return err
+					}
+					return op.c.take()
+				}
 			}
 			if o, ok := fn.(Opener); ok {
 				if err := openSafely(o, op.ctx.rt); err != nil {
@@ -62,22 +61,16 @@ func openSafely(o Opener, ctx RuntimeContext) (err error) {
 	return o.Open(ctx)
 }
 
+// keyedOp is one subtask of a keyed process function: the keyed core
+// (state, current key, timers) and the function with its context and
+// collector.
 type keyedOp[K comparable, IN, OUT any] struct {
-	tc       *engine.TaskContext
-	onTimer  TimerHandler[K, OUT]
-	timers   *timers
-	wm       int64
-	fn       KeyedProcessFunction[K, IN, OUT]
-	key      func(IN) K
-	keyCodec codec.Codec[K]
-	maxP     int
-	be       *keyedBackend
-	keyBuf   []byte
-	cur      K
-	ctx      keyedCtx[K]
-	c        collector[OUT]
-	domain   TimeDomain
-	direct   directFunc[IN]
+	*keyedCore[K]
+	fn     KeyedProcessFunction[K, IN, OUT]
+	key    func(IN) K
+	ctx    keyedCtx[K]
+	c      collector[OUT]
+	direct directFunc[IN]
 }
 
 // directFunc is implemented by the SDK's own keyed functions (Reduce) that
@@ -89,18 +82,13 @@ type directFunc[IN any] interface {
 }
 
 func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
-	k := o.key(v)
-	o.keyBuf = o.keyCodec.Append(o.keyBuf[:0], k)
-	h := keygroup.Hash(o.keyBuf)
-	kg := keygroup.OfHash(h, o.maxP)
-	if !o.be.groups.Contains(kg) {
-		return fmt.Errorf("key %v belongs to key group %d, outside this subtask's %d-%d", k, kg, o.be.groups.Start, o.be.groups.End-1)
+	if err := o.setKey(o.key(v)); err != nil {
+		return err
 	}
-	o.be.setKey(o.keyBuf, h, kg)
+	o.ts = ts
 	if o.direct != nil {
 		return o.direct.processDirect(v, ts)
 	}
-	o.cur = k
 	o.c.ts = ts
 	if err := o.fn.ProcessElement(&o.ctx, v, &o.c); err != nil {
 		return err
@@ -111,52 +99,12 @@ func (o *keyedOp[K, IN, OUT]) Process(v IN, ts int64) error {
 // Watermark fires the event-time timers at or below ts, in time order,
 // then passes the watermark on.
 func (o *keyedOp[K, IN, OUT]) Watermark(ts int64) error {
-	o.wm = ts
-	for {
-		t, ok := o.timers.event.popDue(ts)
-		if !ok {
-			break
-		}
-		if err := o.fire(t, EventTime); err != nil {
-			return err
-		}
+	if err := o.advanceWatermark(ts); err != nil {
+		return err
 	}
 	return o.c.out.Watermark(ts)
 }
 
-// fire calls the function's OnTimer for one timer, scoped to its key.
-func (o *keyedOp[K, IN, OUT]) fire(t timerKey, domain TimeDomain) error {
-	if o.onTimer == nil {
-		return nil
-	}
-	o.keyBuf = append(o.keyBuf[:0], t.key...)
-	o.be.setKey(o.keyBuf, keygroup.Hash(o.keyBuf), t.kg)
-	k, _, err := o.keyCodec.Decode(o.keyBuf)
-	if err != nil {
-		return fmt.Errorf("timer key: %w", err)
-	}
-	o.cur = k
-	o.c.ts = t.ts
-	o.domain = domain
-	if err := o.onTimer.OnTimer(&o.ctx, t.ts, &o.c); err != nil {
-		return err
-	}
-	return o.c.take()
-}
-
-// fireProcessing fires the processing-time timers that are due.
-func (o *keyedOp[K, IN, OUT]) fireProcessing() error {
-	now := time.Now().UnixMilli()
-	for {
-		t, ok := o.timers.processing.popDue(now)
-		if !ok {
-			return nil
-		}
-		if err := o.fire(t, ProcessingTime); err != nil {
-			return err
-		}
-	}
-}
 func (o *keyedOp[K, IN, OUT]) End() error { return o.c.out.End() }
 
 // rtContext implements RuntimeContext.
@@ -204,44 +152,6 @@ func (o *keyedOp[K, IN, OUT]) sideFailed(err error) {
 	if o.c.err == nil {
 		o.c.err = fmt.Errorf("side output: %w", err)
 	}
-}
-
-func (o *keyedOp[K, IN, OUT]) currentKey() K              { return o.cur }
-func (o *keyedOp[K, IN, OUT]) timestamp() int64           { return o.c.ts }
-func (o *keyedOp[K, IN, OUT]) timeDomain() TimeDomain     { return o.domain }
-func (o *keyedOp[K, IN, OUT]) timerService() TimerService { return timerService[K, IN, OUT]{o} }
-
-// timerService registers timers for the current key.
-type timerService[K comparable, IN, OUT any] struct{ o *keyedOp[K, IN, OUT] }
-
-func (s timerService[K, IN, OUT]) CurrentWatermark() int64 { return s.o.wm }
-func (s timerService[K, IN, OUT]) CurrentProcessingTime() int64 {
-	return time.Now().UnixMilli()
-}
-func (s timerService[K, IN, OUT]) key() timerKey {
-	return timerKey{kg: s.o.be.kg + s.o.be.groups.Start, key: string(s.o.be.key)}
-}
-func (s timerService[K, IN, OUT]) RegisterEventTimeTimer(ts int64) {
-	k := s.key()
-	k.ts = ts
-	s.o.timers.event.add(k)
-}
-func (s timerService[K, IN, OUT]) DeleteEventTimeTimer(ts int64) {
-	k := s.key()
-	k.ts = ts
-	s.o.timers.event.remove(k)
-}
-func (s timerService[K, IN, OUT]) RegisterProcessingTimeTimer(ts int64) {
-	k := s.key()
-	k.ts = ts
-	if s.o.timers.processing.add(k) {
-		s.o.tc.AtProcessingTime(time.UnixMilli(ts), s.o.fireProcessing)
-	}
-}
-func (s timerService[K, IN, OUT]) DeleteProcessingTimeTimer(ts int64) {
-	k := s.key()
-	k.ts = ts
-	s.o.timers.processing.remove(k)
 }
 
 // Reduce keeps, per key, the running reduction of the records with f and
