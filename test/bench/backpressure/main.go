@@ -94,29 +94,19 @@ func main() {
 
 	m := procs.NewMain()
 	m.Cleanup(procs.RemoveBinary)
-	dir, err := os.MkdirTemp("", "eddy-backpressure-")
-	if err != nil {
-		m.Fatalf("%v", err)
-	}
-	m.Cleanup(func() {
-		if o.keep {
-			m.Logf("data dirs and logs kept in %s", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := m.WorkDir("eddy-backpressure-", o.keep)
 	m.Logf("building eddy and the job")
 	eddy := procs.Binary(m)
 	jobBin := procs.BuildJob(m, filepath.Join(dir, "job"), "./test/bench/backpressure/job")
 	fmt.Printf("backpressure: %d workers, parallelism %d, records of ~%d bytes, sampling every %s for %s; load average at start: %s\n",
-		o.p, o.p, o.size, o.interval, o.duration, loadavg())
+		o.p, o.p, o.size, o.interval, o.duration, procs.LoadAvg())
 	var results []*result
 	for _, v := range o.variants {
 		r := runVariant(m, o, eddy, jobBin, dir, v)
 		results = append(results, r)
 		r.print(o)
 	}
-	fmt.Printf("\nload average at the end: %s\n", loadavg())
+	fmt.Printf("\nload average at the end: %s\n", procs.LoadAvg())
 	ok := true
 	for _, r := range results {
 		ok = r.verdict(o) && ok
@@ -581,16 +571,3 @@ func (r *result) verdict(o options) bool {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-// loadavg returns the first three fields of /proc/loadavg, or "unknown".
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}

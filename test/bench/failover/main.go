@@ -73,17 +73,7 @@ func main() {
 
 	m := procs.NewMain()
 	m.Cleanup(procs.RemoveBinary)
-	dir, err := os.MkdirTemp("", "eddy-failover-")
-	if err != nil {
-		m.Fatalf("%v", err)
-	}
-	m.Cleanup(func() {
-		if o.keep {
-			m.Logf("data dirs and logs kept in %s", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := m.WorkDir("eddy-failover-", o.keep)
 	samples := run(m, o, dir)
 	m.Close()
 	if m.Failed() {

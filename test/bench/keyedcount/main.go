@@ -117,7 +117,7 @@ func main() {
 	m := procs.NewMain()
 	m.Cleanup(procs.RemoveBinary)
 	fmt.Printf("keyed count: n=%d keys=%d runs=%d, %d CPUs, %s; load average at start: %s\n",
-		o.n, o.keys, o.runs, runtime.NumCPU(), runtime.Version(), loadavg())
+		o.n, o.keys, o.runs, runtime.NumCPU(), runtime.Version(), procs.LoadAvg())
 	results := map[string][]float64{}
 	var builds *artifacts
 	if o.phases["procs"] {
@@ -155,7 +155,7 @@ func main() {
 }
 
 func printRun(name string, run int, rate float64, detail string) {
-	fmt.Printf("  %-*s run %d: %*s records/s%s\n", nameWidth, name, run, rateWidth, commas(rate), detail)
+	fmt.Printf("  %-*s run %d: %*s records/s%s\n", nameWidth, name, run, rateWidth, procs.Commas(rate), detail)
 }
 
 // KeyCount is a key and the number of its records counted so far, as in
@@ -244,17 +244,7 @@ type artifacts struct {
 func build(m *procs.Main, o options) *artifacts {
 	m.Logf("building eddy and examples/keyedcount")
 	a := &artifacts{eddy: procs.Binary(m)}
-	dir, err := os.MkdirTemp("", "eddy-keyedcount-")
-	if err != nil {
-		m.Fatalf("%v", err)
-	}
-	m.Cleanup(func() {
-		if o.keep {
-			m.Logf("data dirs and logs kept in %s", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
+	dir := m.WorkDir("eddy-keyedcount-", o.keep)
 	a.dir = dir
 	a.job = procs.BuildJob(m, filepath.Join(dir, "keyedcount"), "./examples/keyedcount")
 	return a
@@ -274,7 +264,7 @@ func measureProcs(m *procs.Main, o options, a *artifacts) (float64, string) {
 	}
 	rate := float64(o.n-o.n1) / (t2 - t1).Seconds()
 	return rate, fmt.Sprintf("  (n1=%d in %s, n=%d in %s; sinks open for %s at n: %s records/s)",
-		o.n1, t1.Round(time.Millisecond), o.n, t2.Round(time.Millisecond), in2.Round(time.Millisecond), commas(float64(o.n)/in2.Seconds()))
+		o.n1, t1.Round(time.Millisecond), o.n, t2.Round(time.Millisecond), in2.Round(time.Millisecond), procs.Commas(float64(o.n)/in2.Seconds()))
 }
 
 // runSeq numbers the eddy runs, for their data dirs.
@@ -329,7 +319,7 @@ func runProcs(m *procs.Main, o options, a *artifacts, n int64) (time.Duration, t
 }
 
 func report(o options, results map[string][]float64) {
-	fmt.Printf("\nload average at the end: %s\n", loadavg())
+	fmt.Printf("\nload average at the end: %s\n", procs.LoadAvg())
 	fmt.Printf("%-*s %*s %*s %*s %s\n", nameWidth, "phase", rateWidth, "median rec/s", rateWidth, "min", rateWidth, "max", "median / hand median")
 	hand := median(results["hand"])
 	rows := []struct{ key, name string }{
@@ -347,8 +337,8 @@ func report(o options, results map[string][]float64) {
 		if hand > 0 {
 			ratio = fmt.Sprintf("%.3f", median(rs)/hand)
 		}
-		fmt.Printf("%-*s %*s %*s %*s %s\n", nameWidth, row.name, rateWidth, commas(median(rs)),
-			rateWidth, commas(slices.Min(rs)), rateWidth, commas(slices.Max(rs)), ratio)
+		fmt.Printf("%-*s %*s %*s %*s %s\n", nameWidth, row.name, rateWidth, procs.Commas(median(rs)),
+			rateWidth, procs.Commas(slices.Min(rs)), rateWidth, procs.Commas(slices.Max(rs)), ratio)
 	}
 	if rs := results["local"]; len(rs) > 0 && hand > 0 {
 		ratio := median(rs) / hand
@@ -358,7 +348,7 @@ func report(o options, results map[string][]float64) {
 		fmt.Printf("procs: in %d runs the last line of a sink subtask was lost between its plugin and eddy's stdout\n", lostOutput)
 	}
 	if rs := results["procs"]; len(rs) > 0 {
-		fmt.Printf("goal: across processes at least %s records/s: %s, %s\n", commas(procsGoal), commas(median(rs)), verdict(median(rs) >= procsGoal))
+		fmt.Printf("goal: across processes at least %s records/s: %s, %s\n", procs.Commas(procsGoal), procs.Commas(median(rs)), verdict(median(rs) >= procsGoal))
 	}
 }
 
@@ -378,30 +368,4 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// commas formats a rate as an integer with thousands separators.
-func commas(x float64) string {
-	s := strconv.FormatInt(int64(x+0.5), 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-// loadavg returns the first three fields of /proc/loadavg, or "unknown".
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/eddy-streams/eddy/nexmark"
 	sdk "github.com/eddy-streams/eddy/plugin-sdk"
+	"github.com/eddy-streams/eddy/test/procs"
 )
 
 // published are SPEC.md's per-core throughputs, in thousands of events per
@@ -101,13 +102,13 @@ func main() {
 		defer f.Close()
 	}
 	fmt.Printf("nexmark on one core: %s events at %s events/s of event time, %d runs, %s, %d CPUs; load average %s\n",
-		commas(float64(*events)), commas(*rate), *runs, runtime.Version(), runtime.NumCPU(), loadavg())
+		procs.Commas(float64(*events)), procs.Commas(*rate), *runs, runtime.Version(), runtime.NumCPU(), procs.LoadAvg())
 
 	genRates := make([]float64, 0, *runs)
 	for range *runs {
 		r := measure(*events, func() { generateOnly(gen, *events) })
 		genRates = append(genRates, r)
-		fmt.Printf("  %-12s %14s events/s\n", "generator", commas(r))
+		fmt.Printf("  %-12s %14s events/s\n", "generator", procs.Commas(r))
 	}
 	type row struct {
 		name        string
@@ -123,10 +124,10 @@ func main() {
 			r := measure(*events, func() { got = handLoops[name](gen, *events) })
 			want = got
 			hands = append(hands, r)
-			fmt.Printf("  %-12s %14s events/s, %d results\n", name+" hand", commas(r), got)
+			fmt.Printf("  %-12s %14s events/s, %d results\n", name+" hand", procs.Commas(r), got)
 			r, n := measureEddy(name, cfg)
 			eddies = append(eddies, r)
-			fmt.Printf("  %-12s %14s events/s, %d results\n", name+" eddy", commas(r), n)
+			fmt.Printf("  %-12s %14s events/s, %d results\n", name+" eddy", procs.Commas(r), n)
 			if n != got {
 				fail("%s: eddy has %d results, the hand loop %d", name, n, got)
 			}
@@ -150,14 +151,14 @@ func main() {
 		}
 		fmt.Printf("%-10s %16s %16s %10.0f%%   %s\n", r.name, kps(r.hand), kps(r.eddy), 100*r.eddy/r.hand, strings.Join(pub, ", "))
 	}
-	fmt.Printf("load average at the end: %s\n", loadavg())
+	fmt.Printf("load average at the end: %s\n", procs.LoadAvg())
 	// Reading sink makes the hand loops' stores to it observable.
 	fmt.Printf("hand loop checksum: %d\n", sink)
 }
 
 // kps formats events per second as thousands, with ns per event.
 func kps(rate float64) string {
-	return fmt.Sprintf("%s (%.0f ns)", commas(rate/1000), 1e9/rate)
+	return fmt.Sprintf("%s (%.0f ns)", procs.Commas(rate/1000), 1e9/rate)
 }
 
 // measure runs f, which processes n events, and returns events per second.
@@ -371,30 +372,6 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func commas(v float64) string {
-	s := strconv.FormatInt(int64(v+0.5), 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func fail(format string, args ...any) {
