@@ -13,6 +13,7 @@
 package eddypb
 
 import (
+	pluginpb "github.com/eddy-streams/eddy/proto/pluginpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -2747,7 +2748,8 @@ type TaskStatus struct {
 	State         TaskState              `protobuf:"varint,5,opt,name=state,proto3,enum=eddy.v1.TaskState" json:"state,omitempty"`
 	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	AtMs          int64                  `protobuf:"varint,7,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // the worker that ran the task
+	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`                 // the worker that ran the task
+	RestoreFailed bool                   `protobuf:"varint,9,opt,name=restore_failed,json=restoreFailed,proto3" json:"restore_failed,omitempty"` // FAILED because its checkpoint could not be read
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2836,6 +2838,13 @@ func (x *TaskStatus) GetWorkerId() string {
 		return x.WorkerId
 	}
 	return ""
+}
+
+func (x *TaskStatus) GetRestoreFailed() bool {
+	if x != nil {
+		return x.RestoreFailed
+	}
+	return false
 }
 
 type ReportTasksRequest struct {
@@ -3183,6 +3192,8 @@ type DeployTasksRequest struct {
 	Placement     []*TaskPlacement       `protobuf:"bytes,5,rep,name=placement,proto3" json:"placement,omitempty"` // where every task of the job runs
 	Args          []string               `protobuf:"bytes,6,rep,name=args,proto3" json:"args,omitempty"`
 	Config        map[string]string      `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Restore       *pluginpb.RestoreSpec  `protobuf:"bytes,8,opt,name=restore,proto3" json:"restore,omitempty"`         // the checkpoint or savepoint to start from
+	Checkpoints   string                 `protobuf:"bytes,9,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"` // the job's checkpoint directory URL
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3266,6 +3277,20 @@ func (x *DeployTasksRequest) GetConfig() map[string]string {
 	return nil
 }
 
+func (x *DeployTasksRequest) GetRestore() *pluginpb.RestoreSpec {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *DeployTasksRequest) GetCheckpoints() string {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return ""
+}
+
 type DeployTasksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3302,6 +3327,126 @@ func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
 	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
+type AcknowledgeCheckpointRequest struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	WorkerId      string                  `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	JobId         string                  `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Chain         uint32                  `protobuf:"varint,4,opt,name=chain,proto3" json:"chain,omitempty"`
+	Subtask       uint32                  `protobuf:"varint,5,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	Ack           *pluginpb.CheckpointAck `protobuf:"bytes,6,opt,name=ack,proto3" json:"ack,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeCheckpointRequest) Reset() {
+	*x = AcknowledgeCheckpointRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
+
+func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *AcknowledgeCheckpointRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *AcknowledgeCheckpointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AcknowledgeCheckpointRequest) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AcknowledgeCheckpointRequest) GetChain() uint32 {
+	if x != nil {
+		return x.Chain
+	}
+	return 0
+}
+
+func (x *AcknowledgeCheckpointRequest) GetSubtask() uint32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *AcknowledgeCheckpointRequest) GetAck() *pluginpb.CheckpointAck {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+type AcknowledgeCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeCheckpointResponse) Reset() {
+	*x = AcknowledgeCheckpointResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
+
+func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
+}
+
 type CancelTasksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -3312,7 +3457,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3469,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3482,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3362,7 +3507,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3519,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,14 +3532,14 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
 }
 
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
 
 const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\n" +
-	"\x19eddypb/controlplane.proto\x12\aeddy.v1\"K\n" +
+	"\x19eddypb/controlplane.proto\x12\aeddy.v1\x1a\x15pluginpb/plugin.proto\"K\n" +
 	"\vArtifactRef\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -3581,7 +3726,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\fjobs_pending\x18\b \x01(\rR\vjobsPending\x12\x1b\n" +
 	"\tleader_id\x18\t \x01(\tR\bleaderId\x12\x17\n" +
 	"\anode_id\x18\n" +
-	" \x01(\tR\x06nodeId\"\xdf\x01\n" +
+	" \x01(\tR\x06nodeId\"\x86\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
@@ -3591,7 +3736,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\x0e2\x12.eddy.v1.TaskStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x13\n" +
 	"\x05at_ms\x18\a \x01(\x03R\x04atMs\x12\x1b\n" +
-	"\tworker_id\x18\b \x01(\tR\bworkerId\"}\n" +
+	"\tworker_id\x18\b \x01(\tR\bworkerId\x12%\n" +
+	"\x0erestore_failed\x18\t \x01(\bR\rrestoreFailed\"}\n" +
 	"\x12ReportTasksRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -3617,7 +3763,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x12PrepareJobResponse\x12\x1b\n" +
 	"\tdata_addr\x18\x01 \x01(\tR\bdataAddr\x12\x1f\n" +
 	"\vsdk_version\x18\x02 \x01(\tR\n" +
-	"sdkVersion\"\xd5\x02\n" +
+	"sdkVersion\"\xae\x03\n" +
 	"\x12DeployTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12 \n" +
@@ -3625,11 +3771,21 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x03(\v2\x10.eddy.v1.TaskRefR\x05tasks\x124\n" +
 	"\tplacement\x18\x05 \x03(\v2\x16.eddy.v1.TaskPlacementR\tplacement\x12\x12\n" +
 	"\x04args\x18\x06 \x03(\tR\x04args\x12?\n" +
-	"\x06config\x18\a \x03(\v2'.eddy.v1.DeployTasksRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\a \x03(\v2'.eddy.v1.DeployTasksRequest.ConfigEntryR\x06config\x125\n" +
+	"\arestore\x18\b \x01(\v2\x1b.eddy.plugin.v1.RestoreSpecR\arestore\x12 \n" +
+	"\vcheckpoints\x18\t \x01(\tR\vcheckpoints\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x15\n" +
-	"\x13DeployTasksResponse\"E\n" +
+	"\x13DeployTasksResponse\"\xcd\x01\n" +
+	"\x1cAcknowledgeCheckpointRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\x04R\aattempt\x12\x14\n" +
+	"\x05chain\x18\x04 \x01(\rR\x05chain\x12\x18\n" +
+	"\asubtask\x18\x05 \x01(\rR\asubtask\x12/\n" +
+	"\x03ack\x18\x06 \x01(\v2\x1d.eddy.plugin.v1.CheckpointAckR\x03ack\"\x1f\n" +
+	"\x1dAcknowledgeCheckpointResponse\"E\n" +
 	"\x12CancelTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\"\x15\n" +
@@ -3655,12 +3811,14 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13TASK_STATE_FINISHED\x10\x03\x12\x17\n" +
 	"\x13TASK_STATE_CANCELED\x10\x04\x12\x15\n" +
-	"\x11TASK_STATE_FAILED\x10\x052\xea\x01\n" +
+	"\x11TASK_STATE_FAILED\x10\x052\xbf\x02\n" +
 	"\rWorkerService\x12E\n" +
 	"\n" +
 	"PrepareJob\x12\x1a.eddy.v1.PrepareJobRequest\x1a\x1b.eddy.v1.PrepareJobResponse\x12H\n" +
 	"\vDeployTasks\x12\x1b.eddy.v1.DeployTasksRequest\x1a\x1c.eddy.v1.DeployTasksResponse\x12H\n" +
-	"\vCancelTasks\x12\x1b.eddy.v1.CancelTasksRequest\x1a\x1c.eddy.v1.CancelTasksResponse2\xa9\x06\n" +
+	"\vCancelTasks\x12\x1b.eddy.v1.CancelTasksRequest\x1a\x1c.eddy.v1.CancelTasksResponse\x12S\n" +
+	"\n" +
+	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2\x91\a\n" +
 	"\fControlPlane\x123\n" +
 	"\x04Join\x12\x14.eddy.v1.JoinRequest\x1a\x15.eddy.v1.JoinResponse\x126\n" +
 	"\x05Leave\x12\x15.eddy.v1.LeaveRequest\x1a\x16.eddy.v1.LeaveResponse\x12<\n" +
@@ -3673,7 +3831,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x0eRegisterWorker\x12\x1e.eddy.v1.RegisterWorkerRequest\x1a\x1f.eddy.v1.RegisterWorkerResponse\x12B\n" +
 	"\tHeartbeat\x12\x19.eddy.v1.HeartbeatRequest\x1a\x1a.eddy.v1.HeartbeatResponse\x12H\n" +
 	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponse\x12H\n" +
-	"\vReportTasks\x12\x1b.eddy.v1.ReportTasksRequest\x1a\x1c.eddy.v1.ReportTasksResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
+	"\vReportTasks\x12\x1b.eddy.v1.ReportTasksRequest\x1a\x1c.eddy.v1.ReportTasksResponse\x12f\n" +
+	"\x15AcknowledgeCheckpoint\x12%.eddy.v1.AcknowledgeCheckpointRequest\x1a&.eddy.v1.AcknowledgeCheckpointResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
 
 var (
 	file_eddypb_controlplane_proto_rawDescOnce sync.Once
@@ -3688,71 +3847,77 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 }
 
 var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_eddypb_controlplane_proto_goTypes = []any{
-	(JobStatus)(0),                    // 0: eddy.v1.JobStatus
-	(WorkerStatus)(0),                 // 1: eddy.v1.WorkerStatus
-	(TaskState)(0),                    // 2: eddy.v1.TaskState
-	(*ArtifactRef)(nil),               // 3: eddy.v1.ArtifactRef
-	(*JobSpec)(nil),                   // 4: eddy.v1.JobSpec
-	(*Job)(nil),                       // 5: eddy.v1.Job
-	(*Worker)(nil),                    // 6: eddy.v1.Worker
-	(*SlotAssignment)(nil),            // 7: eddy.v1.SlotAssignment
-	(*Member)(nil),                    // 8: eddy.v1.Member
-	(*CheckpointRecord)(nil),          // 9: eddy.v1.CheckpointRecord
-	(*InitClusterCommand)(nil),        // 10: eddy.v1.InitClusterCommand
-	(*UpsertMemberCommand)(nil),       // 11: eddy.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),       // 12: eddy.v1.RemoveMemberCommand
-	(*SubmitJobCommand)(nil),          // 13: eddy.v1.SubmitJobCommand
-	(*UpdateJobStatusCommand)(nil),    // 14: eddy.v1.UpdateJobStatusCommand
-	(*RegisterWorkerCommand)(nil),     // 15: eddy.v1.RegisterWorkerCommand
-	(*UpdateWorkerStatusCommand)(nil), // 16: eddy.v1.UpdateWorkerStatusCommand
-	(*AssignSlotsCommand)(nil),        // 17: eddy.v1.AssignSlotsCommand
-	(*ReleaseSlotsCommand)(nil),       // 18: eddy.v1.ReleaseSlotsCommand
-	(*UpdateTasksCommand)(nil),        // 19: eddy.v1.UpdateTasksCommand
-	(*StartAttemptCommand)(nil),       // 20: eddy.v1.StartAttemptCommand
-	(*CompleteCheckpointCommand)(nil), // 21: eddy.v1.CompleteCheckpointCommand
-	(*JoinRequest)(nil),               // 22: eddy.v1.JoinRequest
-	(*JoinResponse)(nil),              // 23: eddy.v1.JoinResponse
-	(*LeaveRequest)(nil),              // 24: eddy.v1.LeaveRequest
-	(*LeaveResponse)(nil),             // 25: eddy.v1.LeaveResponse
-	(*ClusterRequest)(nil),            // 26: eddy.v1.ClusterRequest
-	(*ClusterResponse)(nil),           // 27: eddy.v1.ClusterResponse
-	(*ClusterMember)(nil),             // 28: eddy.v1.ClusterMember
-	(*SubmitJobRequest)(nil),          // 29: eddy.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 30: eddy.v1.SubmitJobResponse
-	(*CancelJobRequest)(nil),          // 31: eddy.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 32: eddy.v1.CancelJobResponse
-	(*GetJobRequest)(nil),             // 33: eddy.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 34: eddy.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 35: eddy.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 36: eddy.v1.ListJobsResponse
-	(*RegisterWorkerRequest)(nil),     // 37: eddy.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),    // 38: eddy.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),          // 39: eddy.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),         // 40: eddy.v1.HeartbeatResponse
-	(*ListWorkersRequest)(nil),        // 41: eddy.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),       // 42: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),           // 43: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),          // 44: eddy.v1.OverviewResponse
-	(*TaskStatus)(nil),                // 45: eddy.v1.TaskStatus
-	(*ReportTasksRequest)(nil),        // 46: eddy.v1.ReportTasksRequest
-	(*ReportTasksResponse)(nil),       // 47: eddy.v1.ReportTasksResponse
-	(*TaskRef)(nil),                   // 48: eddy.v1.TaskRef
-	(*TaskPlacement)(nil),             // 49: eddy.v1.TaskPlacement
-	(*PrepareJobRequest)(nil),         // 50: eddy.v1.PrepareJobRequest
-	(*PrepareJobResponse)(nil),        // 51: eddy.v1.PrepareJobResponse
-	(*DeployTasksRequest)(nil),        // 52: eddy.v1.DeployTasksRequest
-	(*DeployTasksResponse)(nil),       // 53: eddy.v1.DeployTasksResponse
-	(*CancelTasksRequest)(nil),        // 54: eddy.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),       // 55: eddy.v1.CancelTasksResponse
-	nil,                               // 56: eddy.v1.JobSpec.ConfigEntry
-	nil,                               // 57: eddy.v1.PrepareJobRequest.ConfigEntry
-	nil,                               // 58: eddy.v1.DeployTasksRequest.ConfigEntry
+	(JobStatus)(0),                        // 0: eddy.v1.JobStatus
+	(WorkerStatus)(0),                     // 1: eddy.v1.WorkerStatus
+	(TaskState)(0),                        // 2: eddy.v1.TaskState
+	(*ArtifactRef)(nil),                   // 3: eddy.v1.ArtifactRef
+	(*JobSpec)(nil),                       // 4: eddy.v1.JobSpec
+	(*Job)(nil),                           // 5: eddy.v1.Job
+	(*Worker)(nil),                        // 6: eddy.v1.Worker
+	(*SlotAssignment)(nil),                // 7: eddy.v1.SlotAssignment
+	(*Member)(nil),                        // 8: eddy.v1.Member
+	(*CheckpointRecord)(nil),              // 9: eddy.v1.CheckpointRecord
+	(*InitClusterCommand)(nil),            // 10: eddy.v1.InitClusterCommand
+	(*UpsertMemberCommand)(nil),           // 11: eddy.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),           // 12: eddy.v1.RemoveMemberCommand
+	(*SubmitJobCommand)(nil),              // 13: eddy.v1.SubmitJobCommand
+	(*UpdateJobStatusCommand)(nil),        // 14: eddy.v1.UpdateJobStatusCommand
+	(*RegisterWorkerCommand)(nil),         // 15: eddy.v1.RegisterWorkerCommand
+	(*UpdateWorkerStatusCommand)(nil),     // 16: eddy.v1.UpdateWorkerStatusCommand
+	(*AssignSlotsCommand)(nil),            // 17: eddy.v1.AssignSlotsCommand
+	(*ReleaseSlotsCommand)(nil),           // 18: eddy.v1.ReleaseSlotsCommand
+	(*UpdateTasksCommand)(nil),            // 19: eddy.v1.UpdateTasksCommand
+	(*StartAttemptCommand)(nil),           // 20: eddy.v1.StartAttemptCommand
+	(*CompleteCheckpointCommand)(nil),     // 21: eddy.v1.CompleteCheckpointCommand
+	(*JoinRequest)(nil),                   // 22: eddy.v1.JoinRequest
+	(*JoinResponse)(nil),                  // 23: eddy.v1.JoinResponse
+	(*LeaveRequest)(nil),                  // 24: eddy.v1.LeaveRequest
+	(*LeaveResponse)(nil),                 // 25: eddy.v1.LeaveResponse
+	(*ClusterRequest)(nil),                // 26: eddy.v1.ClusterRequest
+	(*ClusterResponse)(nil),               // 27: eddy.v1.ClusterResponse
+	(*ClusterMember)(nil),                 // 28: eddy.v1.ClusterMember
+	(*SubmitJobRequest)(nil),              // 29: eddy.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),             // 30: eddy.v1.SubmitJobResponse
+	(*CancelJobRequest)(nil),              // 31: eddy.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),             // 32: eddy.v1.CancelJobResponse
+	(*GetJobRequest)(nil),                 // 33: eddy.v1.GetJobRequest
+	(*GetJobResponse)(nil),                // 34: eddy.v1.GetJobResponse
+	(*ListJobsRequest)(nil),               // 35: eddy.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 36: eddy.v1.ListJobsResponse
+	(*RegisterWorkerRequest)(nil),         // 37: eddy.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),        // 38: eddy.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),              // 39: eddy.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 40: eddy.v1.HeartbeatResponse
+	(*ListWorkersRequest)(nil),            // 41: eddy.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),           // 42: eddy.v1.ListWorkersResponse
+	(*OverviewRequest)(nil),               // 43: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),              // 44: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                    // 45: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),            // 46: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),           // 47: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                       // 48: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),                 // 49: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),             // 50: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),            // 51: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),            // 52: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),           // 53: eddy.v1.DeployTasksResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 54: eddy.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 55: eddy.v1.AcknowledgeCheckpointResponse
+	(*CancelTasksRequest)(nil),            // 56: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),           // 57: eddy.v1.CancelTasksResponse
+	nil,                                   // 58: eddy.v1.JobSpec.ConfigEntry
+	nil,                                   // 59: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                                   // 60: eddy.v1.DeployTasksRequest.ConfigEntry
+	(*pluginpb.RestoreSpec)(nil),          // 61: eddy.plugin.v1.RestoreSpec
+	(*pluginpb.CheckpointAck)(nil),        // 62: eddy.plugin.v1.CheckpointAck
+	(*pluginpb.CheckpointRequest)(nil),    // 63: eddy.plugin.v1.CheckpointRequest
+	(*pluginpb.CheckpointResponse)(nil),   // 64: eddy.plugin.v1.CheckpointResponse
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
 	3,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	56, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	58, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
 	4,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
 	0,  // 3: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
 	1,  // 4: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
@@ -3778,51 +3943,57 @@ var file_eddypb_controlplane_proto_depIdxs = []int32{
 	45, // 24: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
 	5,  // 25: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
 	45, // 26: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	54, // 27: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
+	56, // 27: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
 	6,  // 28: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
 	7,  // 29: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
 	2,  // 30: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
 	45, // 31: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
 	3,  // 32: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	57, // 33: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	59, // 33: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
 	48, // 34: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
 	49, // 35: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	58, // 36: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	50, // 37: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	52, // 38: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	54, // 39: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	22, // 40: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	24, // 41: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	26, // 42: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	43, // 43: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	29, // 44: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	31, // 45: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	33, // 46: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	35, // 47: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	37, // 48: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	39, // 49: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	41, // 50: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	46, // 51: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	51, // 52: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	53, // 53: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	55, // 54: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	23, // 55: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	25, // 56: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	27, // 57: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	44, // 58: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	30, // 59: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	32, // 60: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	34, // 61: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	36, // 62: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	38, // 63: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	40, // 64: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	42, // 65: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	47, // 66: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	60, // 36: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	61, // 37: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	62, // 38: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	50, // 39: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	52, // 40: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	56, // 41: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	63, // 42: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	22, // 43: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	24, // 44: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	26, // 45: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	43, // 46: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	29, // 47: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	31, // 48: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	33, // 49: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	35, // 50: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	37, // 51: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	39, // 52: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	41, // 53: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	46, // 54: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	54, // 55: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
+	51, // 56: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	53, // 57: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	57, // 58: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	64, // 59: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	23, // 60: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	25, // 61: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	27, // 62: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	44, // 63: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	30, // 64: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	32, // 65: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	34, // 66: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	36, // 67: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	38, // 68: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	40, // 69: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	42, // 70: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	47, // 71: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	55, // 72: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
+	56, // [56:73] is the sub-list for method output_type
+	39, // [39:56] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -3836,7 +4007,7 @@ func file_eddypb_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

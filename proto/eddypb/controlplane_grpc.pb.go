@@ -14,6 +14,7 @@ package eddypb
 
 import (
 	context "context"
+	pluginpb "github.com/eddy-streams/eddy/proto/pluginpb"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -28,6 +29,7 @@ const (
 	WorkerService_PrepareJob_FullMethodName  = "/eddy.v1.WorkerService/PrepareJob"
 	WorkerService_DeployTasks_FullMethodName = "/eddy.v1.WorkerService/DeployTasks"
 	WorkerService_CancelTasks_FullMethodName = "/eddy.v1.WorkerService/CancelTasks"
+	WorkerService_Checkpoint_FullMethodName  = "/eddy.v1.WorkerService/Checkpoint"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -43,6 +45,8 @@ type WorkerServiceClient interface {
 	DeployTasks(ctx context.Context, in *DeployTasksRequest, opts ...grpc.CallOption) (*DeployTasksResponse, error)
 	// CancelTasks stops the job's tasks and its plugin process.
 	CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error)
+	// Checkpoint passes a trigger, completion or abort to the job's plugin.
+	Checkpoint(ctx context.Context, in *pluginpb.CheckpointRequest, opts ...grpc.CallOption) (*pluginpb.CheckpointResponse, error)
 }
 
 type workerServiceClient struct {
@@ -83,6 +87,16 @@ func (c *workerServiceClient) CancelTasks(ctx context.Context, in *CancelTasksRe
 	return out, nil
 }
 
+func (c *workerServiceClient) Checkpoint(ctx context.Context, in *pluginpb.CheckpointRequest, opts ...grpc.CallOption) (*pluginpb.CheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(pluginpb.CheckpointResponse)
+	err := c.cc.Invoke(ctx, WorkerService_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServiceServer is the server API for WorkerService service.
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
@@ -96,6 +110,8 @@ type WorkerServiceServer interface {
 	DeployTasks(context.Context, *DeployTasksRequest) (*DeployTasksResponse, error)
 	// CancelTasks stops the job's tasks and its plugin process.
 	CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error)
+	// Checkpoint passes a trigger, completion or abort to the job's plugin.
+	Checkpoint(context.Context, *pluginpb.CheckpointRequest) (*pluginpb.CheckpointResponse, error)
 	mustEmbedUnimplementedWorkerServiceServer()
 }
 
@@ -114,6 +130,9 @@ func (UnimplementedWorkerServiceServer) DeployTasks(context.Context, *DeployTask
 }
 func (UnimplementedWorkerServiceServer) CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelTasks not implemented")
+}
+func (UnimplementedWorkerServiceServer) Checkpoint(context.Context, *pluginpb.CheckpointRequest) (*pluginpb.CheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
 }
 func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
 func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
@@ -190,6 +209,24 @@ func _WorkerService_CancelTasks_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(pluginpb.CheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).Checkpoint(ctx, req.(*pluginpb.CheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,24 +246,29 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CancelTasks",
 			Handler:    _WorkerService_CancelTasks_Handler,
 		},
+		{
+			MethodName: "Checkpoint",
+			Handler:    _WorkerService_Checkpoint_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "eddypb/controlplane.proto",
 }
 
 const (
-	ControlPlane_Join_FullMethodName           = "/eddy.v1.ControlPlane/Join"
-	ControlPlane_Leave_FullMethodName          = "/eddy.v1.ControlPlane/Leave"
-	ControlPlane_Cluster_FullMethodName        = "/eddy.v1.ControlPlane/Cluster"
-	ControlPlane_Overview_FullMethodName       = "/eddy.v1.ControlPlane/Overview"
-	ControlPlane_SubmitJob_FullMethodName      = "/eddy.v1.ControlPlane/SubmitJob"
-	ControlPlane_CancelJob_FullMethodName      = "/eddy.v1.ControlPlane/CancelJob"
-	ControlPlane_GetJob_FullMethodName         = "/eddy.v1.ControlPlane/GetJob"
-	ControlPlane_ListJobs_FullMethodName       = "/eddy.v1.ControlPlane/ListJobs"
-	ControlPlane_RegisterWorker_FullMethodName = "/eddy.v1.ControlPlane/RegisterWorker"
-	ControlPlane_Heartbeat_FullMethodName      = "/eddy.v1.ControlPlane/Heartbeat"
-	ControlPlane_ListWorkers_FullMethodName    = "/eddy.v1.ControlPlane/ListWorkers"
-	ControlPlane_ReportTasks_FullMethodName    = "/eddy.v1.ControlPlane/ReportTasks"
+	ControlPlane_Join_FullMethodName                  = "/eddy.v1.ControlPlane/Join"
+	ControlPlane_Leave_FullMethodName                 = "/eddy.v1.ControlPlane/Leave"
+	ControlPlane_Cluster_FullMethodName               = "/eddy.v1.ControlPlane/Cluster"
+	ControlPlane_Overview_FullMethodName              = "/eddy.v1.ControlPlane/Overview"
+	ControlPlane_SubmitJob_FullMethodName             = "/eddy.v1.ControlPlane/SubmitJob"
+	ControlPlane_CancelJob_FullMethodName             = "/eddy.v1.ControlPlane/CancelJob"
+	ControlPlane_GetJob_FullMethodName                = "/eddy.v1.ControlPlane/GetJob"
+	ControlPlane_ListJobs_FullMethodName              = "/eddy.v1.ControlPlane/ListJobs"
+	ControlPlane_RegisterWorker_FullMethodName        = "/eddy.v1.ControlPlane/RegisterWorker"
+	ControlPlane_Heartbeat_FullMethodName             = "/eddy.v1.ControlPlane/Heartbeat"
+	ControlPlane_ListWorkers_FullMethodName           = "/eddy.v1.ControlPlane/ListWorkers"
+	ControlPlane_ReportTasks_FullMethodName           = "/eddy.v1.ControlPlane/ReportTasks"
+	ControlPlane_AcknowledgeCheckpoint_FullMethodName = "/eddy.v1.ControlPlane/AcknowledgeCheckpoint"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -249,6 +291,9 @@ type ControlPlaneClient interface {
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
 	// ReportTasks carries task state changes from a worker to the JobManager.
 	ReportTasks(ctx context.Context, in *ReportTasksRequest, opts ...grpc.CallOption) (*ReportTasksResponse, error)
+	// AcknowledgeCheckpoint carries a task's acknowledgement (or decline) of
+	// a checkpoint from its worker to the leader's checkpoint coordinator.
+	AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -379,6 +424,16 @@ func (c *controlPlaneClient) ReportTasks(ctx context.Context, in *ReportTasksReq
 	return out, nil
 }
 
+func (c *controlPlaneClient) AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeCheckpointResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_AcknowledgeCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -399,6 +454,9 @@ type ControlPlaneServer interface {
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
 	// ReportTasks carries task state changes from a worker to the JobManager.
 	ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error)
+	// AcknowledgeCheckpoint carries a task's acknowledgement (or decline) of
+	// a checkpoint from its worker to the leader's checkpoint coordinator.
+	AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -444,6 +502,9 @@ func (UnimplementedControlPlaneServer) ListWorkers(context.Context, *ListWorkers
 }
 func (UnimplementedControlPlaneServer) ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportTasks not implemented")
+}
+func (UnimplementedControlPlaneServer) AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeCheckpoint not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -682,6 +743,24 @@ func _ControlPlane_ReportTasks_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_AcknowledgeCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).AcknowledgeCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_AcknowledgeCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).AcknowledgeCheckpoint(ctx, req.(*AcknowledgeCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -736,6 +815,10 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportTasks",
 			Handler:    _ControlPlane_ReportTasks_Handler,
+		},
+		{
+			MethodName: "AcknowledgeCheckpoint",
+			Handler:    _ControlPlane_AcknowledgeCheckpoint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

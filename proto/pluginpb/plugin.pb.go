@@ -143,6 +143,111 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{1}
 }
 
+// CheckpointAction is what a CheckpointRequest asks of a job's tasks.
+type CheckpointAction int32
+
+const (
+	CheckpointAction_CHECKPOINT_ACTION_UNSPECIFIED CheckpointAction = 0
+	CheckpointAction_CHECKPOINT_ACTION_TRIGGER     CheckpointAction = 1 // sources inject a barrier; ended tasks snapshot
+	CheckpointAction_CHECKPOINT_ACTION_COMPLETE    CheckpointAction = 2 // the checkpoint is committed: sinks commit
+	CheckpointAction_CHECKPOINT_ACTION_ABORT       CheckpointAction = 3 // the checkpoint will not complete
+)
+
+// Enum value maps for CheckpointAction.
+var (
+	CheckpointAction_name = map[int32]string{
+		0: "CHECKPOINT_ACTION_UNSPECIFIED",
+		1: "CHECKPOINT_ACTION_TRIGGER",
+		2: "CHECKPOINT_ACTION_COMPLETE",
+		3: "CHECKPOINT_ACTION_ABORT",
+	}
+	CheckpointAction_value = map[string]int32{
+		"CHECKPOINT_ACTION_UNSPECIFIED": 0,
+		"CHECKPOINT_ACTION_TRIGGER":     1,
+		"CHECKPOINT_ACTION_COMPLETE":    2,
+		"CHECKPOINT_ACTION_ABORT":       3,
+	}
+)
+
+func (x CheckpointAction) Enum() *CheckpointAction {
+	p := new(CheckpointAction)
+	*p = x
+	return p
+}
+
+func (x CheckpointAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CheckpointAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_pluginpb_plugin_proto_enumTypes[2].Descriptor()
+}
+
+func (CheckpointAction) Type() protoreflect.EnumType {
+	return &file_pluginpb_plugin_proto_enumTypes[2]
+}
+
+func (x CheckpointAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CheckpointAction.Descriptor instead.
+func (CheckpointAction) EnumDescriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+type RestartStrategy_Kind int32
+
+const (
+	RestartStrategy_KIND_UNSPECIFIED         RestartStrategy_Kind = 0
+	RestartStrategy_KIND_NONE                RestartStrategy_Kind = 1
+	RestartStrategy_KIND_FIXED_DELAY         RestartStrategy_Kind = 2
+	RestartStrategy_KIND_EXPONENTIAL_BACKOFF RestartStrategy_Kind = 3
+)
+
+// Enum value maps for RestartStrategy_Kind.
+var (
+	RestartStrategy_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_NONE",
+		2: "KIND_FIXED_DELAY",
+		3: "KIND_EXPONENTIAL_BACKOFF",
+	}
+	RestartStrategy_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":         0,
+		"KIND_NONE":                1,
+		"KIND_FIXED_DELAY":         2,
+		"KIND_EXPONENTIAL_BACKOFF": 3,
+	}
+)
+
+func (x RestartStrategy_Kind) Enum() *RestartStrategy_Kind {
+	p := new(RestartStrategy_Kind)
+	*p = x
+	return p
+}
+
+func (x RestartStrategy_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RestartStrategy_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pluginpb_plugin_proto_enumTypes[3].Descriptor()
+}
+
+func (RestartStrategy_Kind) Type() protoreflect.EnumType {
+	return &file_pluginpb_plugin_proto_enumTypes[3]
+}
+
+func (x RestartStrategy_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RestartStrategy_Kind.Descriptor instead.
+func (RestartStrategy_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{2, 0}
+}
+
 // JobGraph is the logical graph a job binary builds, and the chains its
 // operators are fused into. The control plane schedules chains; the plugin
 // runs them.
@@ -153,6 +258,8 @@ type JobGraph struct {
 	Chains         []*Chain               `protobuf:"bytes,3,rep,name=chains,proto3" json:"chains,omitempty"`
 	MaxParallelism uint32                 `protobuf:"varint,4,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
 	SdkVersion     string                 `protobuf:"bytes,5,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	Checkpointing  *CheckpointConfig      `protobuf:"bytes,6,opt,name=checkpointing,proto3" json:"checkpointing,omitempty"` // unset: the job does not checkpoint
+	Restart        *RestartStrategy       `protobuf:"bytes,7,opt,name=restart,proto3" json:"restart,omitempty"`             // unset: the cluster's default
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -222,6 +329,176 @@ func (x *JobGraph) GetSdkVersion() string {
 	return ""
 }
 
+func (x *JobGraph) GetCheckpointing() *CheckpointConfig {
+	if x != nil {
+		return x.Checkpointing
+	}
+	return nil
+}
+
+func (x *JobGraph) GetRestart() *RestartStrategy {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+// CheckpointConfig is how often and how a job checkpoints; the control
+// plane's checkpoint coordinator follows it.
+type CheckpointConfig struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	IntervalMs        int64                  `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	TimeoutMs         int64                  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`                         // a checkpoint not complete by then fails
+	MinPauseMs        int64                  `protobuf:"varint,3,opt,name=min_pause_ms,json=minPauseMs,proto3" json:"min_pause_ms,omitempty"`                    // from one checkpoint's end to the next's start
+	TolerableFailures uint32                 `protobuf:"varint,4,opt,name=tolerable_failures,json=tolerableFailures,proto3" json:"tolerable_failures,omitempty"` // consecutive failed checkpoints before the job restarts
+	Retain            uint32                 `protobuf:"varint,5,opt,name=retain,proto3" json:"retain,omitempty"`                                                // completed checkpoints kept
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CheckpointConfig) Reset() {
+	*x = CheckpointConfig{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointConfig) ProtoMessage() {}
+
+func (x *CheckpointConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointConfig.ProtoReflect.Descriptor instead.
+func (*CheckpointConfig) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckpointConfig) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetMinPauseMs() int64 {
+	if x != nil {
+		return x.MinPauseMs
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetTolerableFailures() uint32 {
+	if x != nil {
+		return x.TolerableFailures
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetRetain() uint32 {
+	if x != nil {
+		return x.Retain
+	}
+	return 0
+}
+
+// RestartStrategy says whether and when a failed job's tasks restart from
+// the latest completed checkpoint.
+type RestartStrategy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          RestartStrategy_Kind   `protobuf:"varint,1,opt,name=kind,proto3,enum=eddy.plugin.v1.RestartStrategy_Kind" json:"kind,omitempty"`
+	MaxAttempts   uint32                 `protobuf:"varint,2,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"` // restarts before the job fails; 0: no limit
+	DelayMs       int64                  `protobuf:"varint,3,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`             // fixed delay, or the first backoff
+	MaxDelayMs    int64                  `protobuf:"varint,4,opt,name=max_delay_ms,json=maxDelayMs,proto3" json:"max_delay_ms,omitempty"`  // exponential backoff's ceiling
+	Multiplier    float64                `protobuf:"fixed64,5,opt,name=multiplier,proto3" json:"multiplier,omitempty"`                     // exponential backoff's factor (default 2)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartStrategy) Reset() {
+	*x = RestartStrategy{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartStrategy) ProtoMessage() {}
+
+func (x *RestartStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartStrategy.ProtoReflect.Descriptor instead.
+func (*RestartStrategy) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RestartStrategy) GetKind() RestartStrategy_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return RestartStrategy_KIND_UNSPECIFIED
+}
+
+func (x *RestartStrategy) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetDelayMs() int64 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetMaxDelayMs() int64 {
+	if x != nil {
+		return x.MaxDelayMs
+	}
+	return 0
+}
+
+func (x *RestartStrategy) GetMultiplier() float64 {
+	if x != nil {
+		return x.Multiplier
+	}
+	return 0
+}
+
 type Vertex struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -238,7 +515,7 @@ type Vertex struct {
 
 func (x *Vertex) Reset() {
 	*x = Vertex{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[1]
+	mi := &file_pluginpb_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +527,7 @@ func (x *Vertex) String() string {
 func (*Vertex) ProtoMessage() {}
 
 func (x *Vertex) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[1]
+	mi := &file_pluginpb_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +540,7 @@ func (x *Vertex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vertex.ProtoReflect.Descriptor instead.
 func (*Vertex) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{1}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Vertex) GetId() uint32 {
@@ -332,7 +609,7 @@ type Edge struct {
 
 func (x *Edge) Reset() {
 	*x = Edge{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[2]
+	mi := &file_pluginpb_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +621,7 @@ func (x *Edge) String() string {
 func (*Edge) ProtoMessage() {}
 
 func (x *Edge) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[2]
+	mi := &file_pluginpb_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +634,7 @@ func (x *Edge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Edge.ProtoReflect.Descriptor instead.
 func (*Edge) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{2}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Edge) GetFrom() uint32 {
@@ -389,7 +666,7 @@ type Chain struct {
 
 func (x *Chain) Reset() {
 	*x = Chain{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[3]
+	mi := &file_pluginpb_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +678,7 @@ func (x *Chain) String() string {
 func (*Chain) ProtoMessage() {}
 
 func (x *Chain) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[3]
+	mi := &file_pluginpb_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +691,7 @@ func (x *Chain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chain.ProtoReflect.Descriptor instead.
 func (*Chain) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{3}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Chain) GetId() uint32 {
@@ -464,7 +741,7 @@ type ChainEdge struct {
 
 func (x *ChainEdge) Reset() {
 	*x = ChainEdge{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[4]
+	mi := &file_pluginpb_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +753,7 @@ func (x *ChainEdge) String() string {
 func (*ChainEdge) ProtoMessage() {}
 
 func (x *ChainEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[4]
+	mi := &file_pluginpb_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +766,7 @@ func (x *ChainEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChainEdge.ProtoReflect.Descriptor instead.
 func (*ChainEdge) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{4}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChainEdge) GetFromChain() uint32 {
@@ -533,7 +810,7 @@ type TaskID struct {
 
 func (x *TaskID) Reset() {
 	*x = TaskID{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[5]
+	mi := &file_pluginpb_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +822,7 @@ func (x *TaskID) String() string {
 func (*TaskID) ProtoMessage() {}
 
 func (x *TaskID) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[5]
+	mi := &file_pluginpb_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +835,7 @@ func (x *TaskID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskID.ProtoReflect.Descriptor instead.
 func (*TaskID) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{5}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskID) GetJobId() string {
@@ -601,7 +878,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[6]
+	mi := &file_pluginpb_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +890,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[6]
+	mi := &file_pluginpb_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +903,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{6}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Placement) GetChain() uint32 {
@@ -660,7 +937,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[7]
+	mi := &file_pluginpb_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +949,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[7]
+	mi := &file_pluginpb_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +962,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{7}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeRequest) GetArgs() []string {
@@ -711,7 +988,7 @@ type DescribeResponse struct {
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[8]
+	mi := &file_pluginpb_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +1000,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[8]
+	mi := &file_pluginpb_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +1013,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{8}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeResponse) GetGraph() *JobGraph {
@@ -757,7 +1034,7 @@ type PrepareRequest struct {
 
 func (x *PrepareRequest) Reset() {
 	*x = PrepareRequest{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[9]
+	mi := &file_pluginpb_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1046,7 @@ func (x *PrepareRequest) String() string {
 func (*PrepareRequest) ProtoMessage() {}
 
 func (x *PrepareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[9]
+	mi := &file_pluginpb_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1059,7 @@ func (x *PrepareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareRequest.ProtoReflect.Descriptor instead.
 func (*PrepareRequest) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{9}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PrepareRequest) GetJobId() string {
@@ -816,7 +1093,7 @@ type PrepareResponse struct {
 
 func (x *PrepareResponse) Reset() {
 	*x = PrepareResponse{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[10]
+	mi := &file_pluginpb_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +1105,7 @@ func (x *PrepareResponse) String() string {
 func (*PrepareResponse) ProtoMessage() {}
 
 func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[10]
+	mi := &file_pluginpb_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +1118,7 @@ func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareResponse.ProtoReflect.Descriptor instead.
 func (*PrepareResponse) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{10}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PrepareResponse) GetDataAddr() string {
@@ -859,21 +1136,26 @@ func (x *PrepareResponse) GetSdkVersion() string {
 }
 
 type DeployRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Args          []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
-	Tasks         []*TaskID              `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`         // the tasks this plugin runs
-	Placement     []*Placement           `protobuf:"bytes,5,rep,name=placement,proto3" json:"placement,omitempty"` // where every task of the job runs
-	Config        map[string]string      `protobuf:"bytes,6,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Parallelism   uint32                 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // the job's default parallelism
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	JobId       string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt     uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Args        []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Tasks       []*TaskID              `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`         // the tasks this plugin runs
+	Placement   []*Placement           `protobuf:"bytes,5,rep,name=placement,proto3" json:"placement,omitempty"` // where every task of the job runs
+	Config      map[string]string      `protobuf:"bytes,6,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Parallelism uint32                 `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"` // the job's default parallelism
+	// restore, when set, is the checkpoint or savepoint the tasks start from.
+	Restore *RestoreSpec `protobuf:"bytes,8,opt,name=restore,proto3" json:"restore,omitempty"`
+	// checkpoints is where this attempt's checkpoints go (a storage URL of
+	// the job's checkpoint directory); empty when the job does not checkpoint.
+	Checkpoints   string `protobuf:"bytes,9,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeployRequest) Reset() {
 	*x = DeployRequest{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[11]
+	mi := &file_pluginpb_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1167,7 @@ func (x *DeployRequest) String() string {
 func (*DeployRequest) ProtoMessage() {}
 
 func (x *DeployRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[11]
+	mi := &file_pluginpb_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1180,7 @@ func (x *DeployRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployRequest.ProtoReflect.Descriptor instead.
 func (*DeployRequest) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{11}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeployRequest) GetJobId() string {
@@ -950,6 +1232,80 @@ func (x *DeployRequest) GetParallelism() uint32 {
 	return 0
 }
 
+func (x *DeployRequest) GetRestore() *RestoreSpec {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *DeployRequest) GetCheckpoints() string {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return ""
+}
+
+type RestoreSpec struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Url                   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"` // the directory holding _metadata
+	CheckpointId          uint64                 `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	AllowNonRestoredState bool                   `protobuf:"varint,3,opt,name=allow_non_restored_state,json=allowNonRestoredState,proto3" json:"allow_non_restored_state,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RestoreSpec) Reset() {
+	*x = RestoreSpec{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSpec) ProtoMessage() {}
+
+func (x *RestoreSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSpec.ProtoReflect.Descriptor instead.
+func (*RestoreSpec) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RestoreSpec) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *RestoreSpec) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *RestoreSpec) GetAllowNonRestoredState() bool {
+	if x != nil {
+		return x.AllowNonRestoredState
+	}
+	return false
+}
+
 type DeployResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -958,7 +1314,7 @@ type DeployResponse struct {
 
 func (x *DeployResponse) Reset() {
 	*x = DeployResponse{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[12]
+	mi := &file_pluginpb_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1326,7 @@ func (x *DeployResponse) String() string {
 func (*DeployResponse) ProtoMessage() {}
 
 func (x *DeployResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[12]
+	mi := &file_pluginpb_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1339,7 @@ func (x *DeployResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployResponse.ProtoReflect.Descriptor instead.
 func (*DeployResponse) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{12}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 type CancelRequest struct {
@@ -995,7 +1351,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_pluginpb_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1363,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[13]
+	mi := &file_pluginpb_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1376,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{13}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelRequest) GetJobId() string {
@@ -1038,7 +1394,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_pluginpb_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1406,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[14]
+	mi := &file_pluginpb_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1419,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{14}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 type EventsRequest struct {
@@ -1074,7 +1430,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_pluginpb_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1442,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[15]
+	mi := &file_pluginpb_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,22 +1455,27 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{15}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 type TaskEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Task          *TaskID                `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
-	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=eddy.plugin.v1.TaskState" json:"state,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	AtMs          int64                  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Task  *TaskID                `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	State TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=eddy.plugin.v1.TaskState" json:"state,omitempty"` // unspecified for an acknowledgement
+	Error string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	AtMs  int64                  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Ack   *CheckpointAck         `protobuf:"bytes,5,opt,name=ack,proto3" json:"ack,omitempty"` // set: the event acknowledges (or declines) a checkpoint
+	// restore_failed, on a FAILED task, says the checkpoint it restored from
+	// could not be read (a file missing or failing its checksum): the job
+	// should restart from an earlier one.
+	RestoreFailed bool `protobuf:"varint,6,opt,name=restore_failed,json=restoreFailed,proto3" json:"restore_failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[16]
+	mi := &file_pluginpb_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1487,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[16]
+	mi := &file_pluginpb_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1500,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{16}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TaskEvent) GetTask() *TaskID {
@@ -1170,6 +1531,634 @@ func (x *TaskEvent) GetAtMs() int64 {
 	return 0
 }
 
+func (x *TaskEvent) GetAck() *CheckpointAck {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetRestoreFailed() bool {
+	if x != nil {
+		return x.RestoreFailed
+	}
+	return false
+}
+
+type CheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CheckpointId  uint64                 `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Action        CheckpointAction       `protobuf:"varint,4,opt,name=action,proto3,enum=eddy.plugin.v1.CheckpointAction" json:"action,omitempty"`
+	Url           string                 `protobuf:"bytes,5,opt,name=url,proto3" json:"url,omitempty"` // trigger: the directory the tasks write their state to
+	TimestampMs   int64                  `protobuf:"varint,6,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	Savepoint     bool                   `protobuf:"varint,7,opt,name=savepoint,proto3" json:"savepoint,omitempty"` // trigger: a self-contained savepoint (no shared files)
+	Stop          bool                   `protobuf:"varint,8,opt,name=stop,proto3" json:"stop,omitempty"`           // trigger: sources end after this barrier (stop with savepoint)
+	Drain         bool                   `protobuf:"varint,9,opt,name=drain,proto3" json:"drain,omitempty"`         // with stop: the final watermark fires every window first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CheckpointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointRequest) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *CheckpointRequest) GetAction() CheckpointAction {
+	if x != nil {
+		return x.Action
+	}
+	return CheckpointAction_CHECKPOINT_ACTION_UNSPECIFIED
+}
+
+func (x *CheckpointRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *CheckpointRequest) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+func (x *CheckpointRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *CheckpointRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type CheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointResponse) Reset() {
+	*x = CheckpointResponse{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointResponse) ProtoMessage() {}
+
+func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{21}
+}
+
+// CheckpointAck is one task's part of a checkpoint: where its state went.
+type CheckpointAck struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	CheckpointId  uint64                  `protobuf:"varint,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Operators     []*OperatorSubtaskState `protobuf:"bytes,2,rep,name=operators,proto3" json:"operators,omitempty"`
+	Error         string                  `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                     // set: the task declines the checkpoint, with the cause
+	SyncMs        int64                   `protobuf:"varint,4,opt,name=sync_ms,json=syncMs,proto3" json:"sync_ms,omitempty"`    // time the task spent on the snapshot in its own goroutine
+	AsyncMs       int64                   `protobuf:"varint,5,opt,name=async_ms,json=asyncMs,proto3" json:"async_ms,omitempty"` // time spent writing the files
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointAck) Reset() {
+	*x = CheckpointAck{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointAck) ProtoMessage() {}
+
+func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
+func (*CheckpointAck) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CheckpointAck) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetOperators() []*OperatorSubtaskState {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+func (x *CheckpointAck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CheckpointAck) GetSyncMs() int64 {
+	if x != nil {
+		return x.SyncMs
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetAsyncMs() int64 {
+	if x != nil {
+		return x.AsyncMs
+	}
+	return 0
+}
+
+// OperatorSubtaskState is the state of one operator subtask in a checkpoint
+// or savepoint.
+type OperatorSubtaskState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Subtask       uint32                 `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	File          string                 `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`                            // relative to the checkpoint directory; empty: no state
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`                           // bytes of the file
+	KeyGroups     []*KeyGroupSlice       `protobuf:"bytes,5,rep,name=key_groups,json=keyGroups,proto3" json:"key_groups,omitempty"` // keyed state, by key group
+	Items         []*Slice               `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`                          // operator state items (source splits, sink transactions)
+	Shared        []string               `protobuf:"bytes,7,rep,name=shared,proto3" json:"shared,omitempty"`                        // files shared with other checkpoints (incremental state)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorSubtaskState) Reset() {
+	*x = OperatorSubtaskState{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorSubtaskState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorSubtaskState) ProtoMessage() {}
+
+func (x *OperatorSubtaskState) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorSubtaskState.ProtoReflect.Descriptor instead.
+func (*OperatorSubtaskState) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *OperatorSubtaskState) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *OperatorSubtaskState) GetSubtask() uint32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *OperatorSubtaskState) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *OperatorSubtaskState) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *OperatorSubtaskState) GetKeyGroups() []*KeyGroupSlice {
+	if x != nil {
+		return x.KeyGroups
+	}
+	return nil
+}
+
+func (x *OperatorSubtaskState) GetItems() []*Slice {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *OperatorSubtaskState) GetShared() []string {
+	if x != nil {
+		return x.Shared
+	}
+	return nil
+}
+
+type KeyGroupSlice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyGroup      uint32                 `protobuf:"varint,1,opt,name=key_group,json=keyGroup,proto3" json:"key_group,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyGroupSlice) Reset() {
+	*x = KeyGroupSlice{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyGroupSlice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyGroupSlice) ProtoMessage() {}
+
+func (x *KeyGroupSlice) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyGroupSlice.ProtoReflect.Descriptor instead.
+func (*KeyGroupSlice) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *KeyGroupSlice) GetKeyGroup() uint32 {
+	if x != nil {
+		return x.KeyGroup
+	}
+	return 0
+}
+
+func (x *KeyGroupSlice) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *KeyGroupSlice) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+type Slice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Slice) Reset() {
+	*x = Slice{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Slice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Slice) ProtoMessage() {}
+
+func (x *Slice) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Slice.ProtoReflect.Descriptor instead.
+func (*Slice) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Slice) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Slice) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// CheckpointMetadata is the body of a checkpoint's or savepoint's _metadata
+// file (docs/savepoint-format.md describes its framing).
+type CheckpointMetadata struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	FormatVersion  uint32                 `protobuf:"varint,1,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	JobId          string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobName        string                 `protobuf:"bytes,3,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	CheckpointId   uint64                 `protobuf:"varint,4,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Savepoint      bool                   `protobuf:"varint,5,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	TimestampMs    int64                  `protobuf:"varint,6,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	MaxParallelism uint32                 `protobuf:"varint,7,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
+	Operators      []*OperatorState       `protobuf:"bytes,8,rep,name=operators,proto3" json:"operators,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckpointMetadata) Reset() {
+	*x = CheckpointMetadata{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointMetadata) ProtoMessage() {}
+
+func (x *CheckpointMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointMetadata.ProtoReflect.Descriptor instead.
+func (*CheckpointMetadata) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CheckpointMetadata) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *CheckpointMetadata) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointMetadata) GetJobName() string {
+	if x != nil {
+		return x.JobName
+	}
+	return ""
+}
+
+func (x *CheckpointMetadata) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *CheckpointMetadata) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+func (x *CheckpointMetadata) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *CheckpointMetadata) GetMaxParallelism() uint32 {
+	if x != nil {
+		return x.MaxParallelism
+	}
+	return 0
+}
+
+func (x *CheckpointMetadata) GetOperators() []*OperatorState {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+// OperatorState is every subtask's state of one operator, by UID.
+type OperatorState struct {
+	state          protoimpl.MessageState  `protogen:"open.v1"`
+	Uid            string                  `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Name           string                  `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Kind           string                  `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Parallelism    uint32                  `protobuf:"varint,4,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	MaxParallelism uint32                  `protobuf:"varint,5,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
+	Subtasks       []*OperatorSubtaskState `protobuf:"bytes,6,rep,name=subtasks,proto3" json:"subtasks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *OperatorState) Reset() {
+	*x = OperatorState{}
+	mi := &file_pluginpb_plugin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorState) ProtoMessage() {}
+
+func (x *OperatorState) ProtoReflect() protoreflect.Message {
+	mi := &file_pluginpb_plugin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorState.ProtoReflect.Descriptor instead.
+func (*OperatorState) Descriptor() ([]byte, []int) {
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *OperatorState) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *OperatorState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperatorState) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OperatorState) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *OperatorState) GetMaxParallelism() uint32 {
+	if x != nil {
+		return x.MaxParallelism
+	}
+	return 0
+}
+
+func (x *OperatorState) GetSubtasks() []*OperatorSubtaskState {
+	if x != nil {
+		return x.Subtasks
+	}
+	return nil
+}
+
 // Channel names one logical channel: one producer subtask to one consumer
 // subtask over one chain edge.
 type Channel struct {
@@ -1188,7 +2177,7 @@ type Channel struct {
 
 func (x *Channel) Reset() {
 	*x = Channel{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[17]
+	mi := &file_pluginpb_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +2189,7 @@ func (x *Channel) String() string {
 func (*Channel) ProtoMessage() {}
 
 func (x *Channel) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[17]
+	mi := &file_pluginpb_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +2202,7 @@ func (x *Channel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Channel.ProtoReflect.Descriptor instead.
 func (*Channel) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{17}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Channel) GetJobId() string {
@@ -1286,7 +2275,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[18]
+	mi := &file_pluginpb_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +2287,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[18]
+	mi := &file_pluginpb_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +2300,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{18}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Frame) GetOpen() *Channel {
@@ -1357,7 +2346,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[19]
+	mi := &file_pluginpb_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +2358,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[19]
+	mi := &file_pluginpb_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +2371,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{19}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetKind() isEvent_Kind {
@@ -1468,7 +2457,7 @@ type Credit struct {
 
 func (x *Credit) Reset() {
 	*x = Credit{}
-	mi := &file_pluginpb_plugin_proto_msgTypes[20]
+	mi := &file_pluginpb_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +2469,7 @@ func (x *Credit) String() string {
 func (*Credit) ProtoMessage() {}
 
 func (x *Credit) ProtoReflect() protoreflect.Message {
-	mi := &file_pluginpb_plugin_proto_msgTypes[20]
+	mi := &file_pluginpb_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +2482,7 @@ func (x *Credit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credit.ProtoReflect.Descriptor instead.
 func (*Credit) Descriptor() ([]byte, []int) {
-	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{20}
+	return file_pluginpb_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Credit) GetBatches() uint32 {
@@ -1507,14 +2496,39 @@ var File_pluginpb_plugin_proto protoreflect.FileDescriptor
 
 const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x15pluginpb/plugin.proto\x12\x0eeddy.plugin.v1\"\xcb\x01\n" +
+	"\x15pluginpb/plugin.proto\x12\x0eeddy.plugin.v1\"\xce\x02\n" +
 	"\bJobGraph\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x122\n" +
 	"\bvertices\x18\x02 \x03(\v2\x16.eddy.plugin.v1.VertexR\bvertices\x12-\n" +
 	"\x06chains\x18\x03 \x03(\v2\x15.eddy.plugin.v1.ChainR\x06chains\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\rR\x0emaxParallelism\x12\x1f\n" +
 	"\vsdk_version\x18\x05 \x01(\tR\n" +
-	"sdkVersion\"\xd4\x01\n" +
+	"sdkVersion\x12F\n" +
+	"\rcheckpointing\x18\x06 \x01(\v2 .eddy.plugin.v1.CheckpointConfigR\rcheckpointing\x129\n" +
+	"\arestart\x18\a \x01(\v2\x1f.eddy.plugin.v1.RestartStrategyR\arestart\"\xbb\x01\n" +
+	"\x10CheckpointConfig\x12\x1f\n" +
+	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12 \n" +
+	"\fmin_pause_ms\x18\x03 \x01(\x03R\n" +
+	"minPauseMs\x12-\n" +
+	"\x12tolerable_failures\x18\x04 \x01(\rR\x11tolerableFailures\x12\x16\n" +
+	"\x06retain\x18\x05 \x01(\rR\x06retain\"\xac\x02\n" +
+	"\x0fRestartStrategy\x128\n" +
+	"\x04kind\x18\x01 \x01(\x0e2$.eddy.plugin.v1.RestartStrategy.KindR\x04kind\x12!\n" +
+	"\fmax_attempts\x18\x02 \x01(\rR\vmaxAttempts\x12\x19\n" +
+	"\bdelay_ms\x18\x03 \x01(\x03R\adelayMs\x12 \n" +
+	"\fmax_delay_ms\x18\x04 \x01(\x03R\n" +
+	"maxDelayMs\x12\x1e\n" +
+	"\n" +
+	"multiplier\x18\x05 \x01(\x01R\n" +
+	"multiplier\"_\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tKIND_NONE\x10\x01\x12\x14\n" +
+	"\x10KIND_FIXED_DELAY\x10\x02\x12\x1c\n" +
+	"\x18KIND_EXPONENTIAL_BACKOFF\x10\x03\"\xd4\x01\n" +
 	"\x06Vertex\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x12\n" +
@@ -1561,7 +2575,7 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x0fPrepareResponse\x12\x1b\n" +
 	"\tdata_addr\x18\x01 \x01(\tR\bdataAddr\x12\x1f\n" +
 	"\vsdk_version\x18\x02 \x01(\tR\n" +
-	"sdkVersion\"\xdb\x02\n" +
+	"sdkVersion\"\xb4\x03\n" +
 	"\rDeployRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x12\n" +
@@ -1569,20 +2583,77 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x05tasks\x18\x04 \x03(\v2\x16.eddy.plugin.v1.TaskIDR\x05tasks\x127\n" +
 	"\tplacement\x18\x05 \x03(\v2\x19.eddy.plugin.v1.PlacementR\tplacement\x12A\n" +
 	"\x06config\x18\x06 \x03(\v2).eddy.plugin.v1.DeployRequest.ConfigEntryR\x06config\x12 \n" +
-	"\vparallelism\x18\a \x01(\rR\vparallelism\x1a9\n" +
+	"\vparallelism\x18\a \x01(\rR\vparallelism\x125\n" +
+	"\arestore\x18\b \x01(\v2\x1b.eddy.plugin.v1.RestoreSpecR\arestore\x12 \n" +
+	"\vcheckpoints\x18\t \x01(\tR\vcheckpoints\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x10\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
+	"\vRestoreSpec\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12#\n" +
+	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x127\n" +
+	"\x18allow_non_restored_state\x18\x03 \x01(\bR\x15allowNonRestoredState\"\x10\n" +
 	"\x0eDeployResponse\"&\n" +
 	"\rCancelRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x10\n" +
 	"\x0eCancelResponse\"\x0f\n" +
-	"\rEventsRequest\"\x93\x01\n" +
+	"\rEventsRequest\"\xeb\x01\n" +
 	"\tTaskEvent\x12*\n" +
 	"\x04task\x18\x01 \x01(\v2\x16.eddy.plugin.v1.TaskIDR\x04task\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.eddy.plugin.v1.TaskStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x13\n" +
-	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"\xee\x01\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\x12/\n" +
+	"\x03ack\x18\x05 \x01(\v2\x1d.eddy.plugin.v1.CheckpointAckR\x03ack\x12%\n" +
+	"\x0erestore_failed\x18\x06 \x01(\bR\rrestoreFailed\"\xa0\x02\n" +
+	"\x11CheckpointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x04R\fcheckpointId\x128\n" +
+	"\x06action\x18\x04 \x01(\x0e2 .eddy.plugin.v1.CheckpointActionR\x06action\x12\x10\n" +
+	"\x03url\x18\x05 \x01(\tR\x03url\x12!\n" +
+	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\x12\x1c\n" +
+	"\tsavepoint\x18\a \x01(\bR\tsavepoint\x12\x12\n" +
+	"\x04stop\x18\b \x01(\bR\x04stop\x12\x14\n" +
+	"\x05drain\x18\t \x01(\bR\x05drain\"\x14\n" +
+	"\x12CheckpointResponse\"\xc2\x01\n" +
+	"\rCheckpointAck\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x04R\fcheckpointId\x12B\n" +
+	"\toperators\x18\x02 \x03(\v2$.eddy.plugin.v1.OperatorSubtaskStateR\toperators\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x17\n" +
+	"\async_ms\x18\x04 \x01(\x03R\x06syncMs\x12\x19\n" +
+	"\basync_ms\x18\x05 \x01(\x03R\aasyncMs\"\xed\x01\n" +
+	"\x14OperatorSubtaskState\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\rR\asubtask\x12\x12\n" +
+	"\x04file\x18\x03 \x01(\tR\x04file\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12<\n" +
+	"\n" +
+	"key_groups\x18\x05 \x03(\v2\x1d.eddy.plugin.v1.KeyGroupSliceR\tkeyGroups\x12+\n" +
+	"\x05items\x18\x06 \x03(\v2\x15.eddy.plugin.v1.SliceR\x05items\x12\x16\n" +
+	"\x06shared\x18\a \x03(\tR\x06shared\"\\\n" +
+	"\rKeyGroupSlice\x12\x1b\n" +
+	"\tkey_group\x18\x01 \x01(\rR\bkeyGroup\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"7\n" +
+	"\x05Slice\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x03R\x06length\"\xb9\x02\n" +
+	"\x12CheckpointMetadata\x12%\n" +
+	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x19\n" +
+	"\bjob_name\x18\x03 \x01(\tR\ajobName\x12#\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\x04R\fcheckpointId\x12\x1c\n" +
+	"\tsavepoint\x18\x05 \x01(\bR\tsavepoint\x12!\n" +
+	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\x12'\n" +
+	"\x0fmax_parallelism\x18\a \x01(\rR\x0emaxParallelism\x12;\n" +
+	"\toperators\x18\b \x03(\v2\x1d.eddy.plugin.v1.OperatorStateR\toperators\"\xd6\x01\n" +
+	"\rOperatorState\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12 \n" +
+	"\vparallelism\x18\x04 \x01(\rR\vparallelism\x12'\n" +
+	"\x0fmax_parallelism\x18\x05 \x01(\rR\x0emaxParallelism\x12@\n" +
+	"\bsubtasks\x18\x06 \x03(\v2$.eddy.plugin.v1.OperatorSubtaskStateR\bsubtasks\"\xee\x01\n" +
 	"\aChannel\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x1d\n" +
@@ -1620,13 +2691,20 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13TASK_STATE_FINISHED\x10\x03\x12\x17\n" +
 	"\x13TASK_STATE_CANCELED\x10\x04\x12\x15\n" +
-	"\x11TASK_STATE_FAILED\x10\x052\x81\x03\n" +
+	"\x11TASK_STATE_FAILED\x10\x05*\x91\x01\n" +
+	"\x10CheckpointAction\x12!\n" +
+	"\x1dCHECKPOINT_ACTION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19CHECKPOINT_ACTION_TRIGGER\x10\x01\x12\x1e\n" +
+	"\x1aCHECKPOINT_ACTION_COMPLETE\x10\x02\x12\x1b\n" +
+	"\x17CHECKPOINT_ACTION_ABORT\x10\x032\xd6\x03\n" +
 	"\fTaskExecutor\x12M\n" +
 	"\bDescribe\x12\x1f.eddy.plugin.v1.DescribeRequest\x1a .eddy.plugin.v1.DescribeResponse\x12J\n" +
 	"\aPrepare\x12\x1e.eddy.plugin.v1.PrepareRequest\x1a\x1f.eddy.plugin.v1.PrepareResponse\x12G\n" +
 	"\x06Deploy\x12\x1d.eddy.plugin.v1.DeployRequest\x1a\x1e.eddy.plugin.v1.DeployResponse\x12G\n" +
 	"\x06Cancel\x12\x1d.eddy.plugin.v1.CancelRequest\x1a\x1e.eddy.plugin.v1.CancelResponse\x12D\n" +
-	"\x06Events\x12\x1d.eddy.plugin.v1.EventsRequest\x1a\x19.eddy.plugin.v1.TaskEvent0\x012E\n" +
+	"\x06Events\x12\x1d.eddy.plugin.v1.EventsRequest\x1a\x19.eddy.plugin.v1.TaskEvent0\x01\x12S\n" +
+	"\n" +
+	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2E\n" +
 	"\bExchange\x129\n" +
 	"\x04Open\x12\x15.eddy.plugin.v1.Frame\x1a\x16.eddy.plugin.v1.Credit(\x010\x01B-Z+github.com/eddy-streams/eddy/proto/pluginpbb\x06proto3"
 
@@ -1642,66 +2720,92 @@ func file_pluginpb_plugin_proto_rawDescGZIP() []byte {
 	return file_pluginpb_plugin_proto_rawDescData
 }
 
-var file_pluginpb_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_pluginpb_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_pluginpb_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_pluginpb_plugin_proto_goTypes = []any{
-	(Partitioning)(0),        // 0: eddy.plugin.v1.Partitioning
-	(TaskState)(0),           // 1: eddy.plugin.v1.TaskState
-	(*JobGraph)(nil),         // 2: eddy.plugin.v1.JobGraph
-	(*Vertex)(nil),           // 3: eddy.plugin.v1.Vertex
-	(*Edge)(nil),             // 4: eddy.plugin.v1.Edge
-	(*Chain)(nil),            // 5: eddy.plugin.v1.Chain
-	(*ChainEdge)(nil),        // 6: eddy.plugin.v1.ChainEdge
-	(*TaskID)(nil),           // 7: eddy.plugin.v1.TaskID
-	(*Placement)(nil),        // 8: eddy.plugin.v1.Placement
-	(*DescribeRequest)(nil),  // 9: eddy.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil), // 10: eddy.plugin.v1.DescribeResponse
-	(*PrepareRequest)(nil),   // 11: eddy.plugin.v1.PrepareRequest
-	(*PrepareResponse)(nil),  // 12: eddy.plugin.v1.PrepareResponse
-	(*DeployRequest)(nil),    // 13: eddy.plugin.v1.DeployRequest
-	(*DeployResponse)(nil),   // 14: eddy.plugin.v1.DeployResponse
-	(*CancelRequest)(nil),    // 15: eddy.plugin.v1.CancelRequest
-	(*CancelResponse)(nil),   // 16: eddy.plugin.v1.CancelResponse
-	(*EventsRequest)(nil),    // 17: eddy.plugin.v1.EventsRequest
-	(*TaskEvent)(nil),        // 18: eddy.plugin.v1.TaskEvent
-	(*Channel)(nil),          // 19: eddy.plugin.v1.Channel
-	(*Frame)(nil),            // 20: eddy.plugin.v1.Frame
-	(*Event)(nil),            // 21: eddy.plugin.v1.Event
-	(*Credit)(nil),           // 22: eddy.plugin.v1.Credit
-	nil,                      // 23: eddy.plugin.v1.DeployRequest.ConfigEntry
+	(Partitioning)(0),            // 0: eddy.plugin.v1.Partitioning
+	(TaskState)(0),               // 1: eddy.plugin.v1.TaskState
+	(CheckpointAction)(0),        // 2: eddy.plugin.v1.CheckpointAction
+	(RestartStrategy_Kind)(0),    // 3: eddy.plugin.v1.RestartStrategy.Kind
+	(*JobGraph)(nil),             // 4: eddy.plugin.v1.JobGraph
+	(*CheckpointConfig)(nil),     // 5: eddy.plugin.v1.CheckpointConfig
+	(*RestartStrategy)(nil),      // 6: eddy.plugin.v1.RestartStrategy
+	(*Vertex)(nil),               // 7: eddy.plugin.v1.Vertex
+	(*Edge)(nil),                 // 8: eddy.plugin.v1.Edge
+	(*Chain)(nil),                // 9: eddy.plugin.v1.Chain
+	(*ChainEdge)(nil),            // 10: eddy.plugin.v1.ChainEdge
+	(*TaskID)(nil),               // 11: eddy.plugin.v1.TaskID
+	(*Placement)(nil),            // 12: eddy.plugin.v1.Placement
+	(*DescribeRequest)(nil),      // 13: eddy.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),     // 14: eddy.plugin.v1.DescribeResponse
+	(*PrepareRequest)(nil),       // 15: eddy.plugin.v1.PrepareRequest
+	(*PrepareResponse)(nil),      // 16: eddy.plugin.v1.PrepareResponse
+	(*DeployRequest)(nil),        // 17: eddy.plugin.v1.DeployRequest
+	(*RestoreSpec)(nil),          // 18: eddy.plugin.v1.RestoreSpec
+	(*DeployResponse)(nil),       // 19: eddy.plugin.v1.DeployResponse
+	(*CancelRequest)(nil),        // 20: eddy.plugin.v1.CancelRequest
+	(*CancelResponse)(nil),       // 21: eddy.plugin.v1.CancelResponse
+	(*EventsRequest)(nil),        // 22: eddy.plugin.v1.EventsRequest
+	(*TaskEvent)(nil),            // 23: eddy.plugin.v1.TaskEvent
+	(*CheckpointRequest)(nil),    // 24: eddy.plugin.v1.CheckpointRequest
+	(*CheckpointResponse)(nil),   // 25: eddy.plugin.v1.CheckpointResponse
+	(*CheckpointAck)(nil),        // 26: eddy.plugin.v1.CheckpointAck
+	(*OperatorSubtaskState)(nil), // 27: eddy.plugin.v1.OperatorSubtaskState
+	(*KeyGroupSlice)(nil),        // 28: eddy.plugin.v1.KeyGroupSlice
+	(*Slice)(nil),                // 29: eddy.plugin.v1.Slice
+	(*CheckpointMetadata)(nil),   // 30: eddy.plugin.v1.CheckpointMetadata
+	(*OperatorState)(nil),        // 31: eddy.plugin.v1.OperatorState
+	(*Channel)(nil),              // 32: eddy.plugin.v1.Channel
+	(*Frame)(nil),                // 33: eddy.plugin.v1.Frame
+	(*Event)(nil),                // 34: eddy.plugin.v1.Event
+	(*Credit)(nil),               // 35: eddy.plugin.v1.Credit
+	nil,                          // 36: eddy.plugin.v1.DeployRequest.ConfigEntry
 }
 var file_pluginpb_plugin_proto_depIdxs = []int32{
-	3,  // 0: eddy.plugin.v1.JobGraph.vertices:type_name -> eddy.plugin.v1.Vertex
-	5,  // 1: eddy.plugin.v1.JobGraph.chains:type_name -> eddy.plugin.v1.Chain
-	4,  // 2: eddy.plugin.v1.Vertex.inputs:type_name -> eddy.plugin.v1.Edge
-	0,  // 3: eddy.plugin.v1.Edge.partitioning:type_name -> eddy.plugin.v1.Partitioning
-	6,  // 4: eddy.plugin.v1.Chain.inputs:type_name -> eddy.plugin.v1.ChainEdge
-	0,  // 5: eddy.plugin.v1.ChainEdge.partitioning:type_name -> eddy.plugin.v1.Partitioning
-	2,  // 6: eddy.plugin.v1.DescribeResponse.graph:type_name -> eddy.plugin.v1.JobGraph
-	7,  // 7: eddy.plugin.v1.DeployRequest.tasks:type_name -> eddy.plugin.v1.TaskID
-	8,  // 8: eddy.plugin.v1.DeployRequest.placement:type_name -> eddy.plugin.v1.Placement
-	23, // 9: eddy.plugin.v1.DeployRequest.config:type_name -> eddy.plugin.v1.DeployRequest.ConfigEntry
-	7,  // 10: eddy.plugin.v1.TaskEvent.task:type_name -> eddy.plugin.v1.TaskID
-	1,  // 11: eddy.plugin.v1.TaskEvent.state:type_name -> eddy.plugin.v1.TaskState
-	19, // 12: eddy.plugin.v1.Frame.open:type_name -> eddy.plugin.v1.Channel
-	21, // 13: eddy.plugin.v1.Frame.event:type_name -> eddy.plugin.v1.Event
-	9,  // 14: eddy.plugin.v1.TaskExecutor.Describe:input_type -> eddy.plugin.v1.DescribeRequest
-	11, // 15: eddy.plugin.v1.TaskExecutor.Prepare:input_type -> eddy.plugin.v1.PrepareRequest
-	13, // 16: eddy.plugin.v1.TaskExecutor.Deploy:input_type -> eddy.plugin.v1.DeployRequest
-	15, // 17: eddy.plugin.v1.TaskExecutor.Cancel:input_type -> eddy.plugin.v1.CancelRequest
-	17, // 18: eddy.plugin.v1.TaskExecutor.Events:input_type -> eddy.plugin.v1.EventsRequest
-	20, // 19: eddy.plugin.v1.Exchange.Open:input_type -> eddy.plugin.v1.Frame
-	10, // 20: eddy.plugin.v1.TaskExecutor.Describe:output_type -> eddy.plugin.v1.DescribeResponse
-	12, // 21: eddy.plugin.v1.TaskExecutor.Prepare:output_type -> eddy.plugin.v1.PrepareResponse
-	14, // 22: eddy.plugin.v1.TaskExecutor.Deploy:output_type -> eddy.plugin.v1.DeployResponse
-	16, // 23: eddy.plugin.v1.TaskExecutor.Cancel:output_type -> eddy.plugin.v1.CancelResponse
-	18, // 24: eddy.plugin.v1.TaskExecutor.Events:output_type -> eddy.plugin.v1.TaskEvent
-	22, // 25: eddy.plugin.v1.Exchange.Open:output_type -> eddy.plugin.v1.Credit
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 0: eddy.plugin.v1.JobGraph.vertices:type_name -> eddy.plugin.v1.Vertex
+	9,  // 1: eddy.plugin.v1.JobGraph.chains:type_name -> eddy.plugin.v1.Chain
+	5,  // 2: eddy.plugin.v1.JobGraph.checkpointing:type_name -> eddy.plugin.v1.CheckpointConfig
+	6,  // 3: eddy.plugin.v1.JobGraph.restart:type_name -> eddy.plugin.v1.RestartStrategy
+	3,  // 4: eddy.plugin.v1.RestartStrategy.kind:type_name -> eddy.plugin.v1.RestartStrategy.Kind
+	8,  // 5: eddy.plugin.v1.Vertex.inputs:type_name -> eddy.plugin.v1.Edge
+	0,  // 6: eddy.plugin.v1.Edge.partitioning:type_name -> eddy.plugin.v1.Partitioning
+	10, // 7: eddy.plugin.v1.Chain.inputs:type_name -> eddy.plugin.v1.ChainEdge
+	0,  // 8: eddy.plugin.v1.ChainEdge.partitioning:type_name -> eddy.plugin.v1.Partitioning
+	4,  // 9: eddy.plugin.v1.DescribeResponse.graph:type_name -> eddy.plugin.v1.JobGraph
+	11, // 10: eddy.plugin.v1.DeployRequest.tasks:type_name -> eddy.plugin.v1.TaskID
+	12, // 11: eddy.plugin.v1.DeployRequest.placement:type_name -> eddy.plugin.v1.Placement
+	36, // 12: eddy.plugin.v1.DeployRequest.config:type_name -> eddy.plugin.v1.DeployRequest.ConfigEntry
+	18, // 13: eddy.plugin.v1.DeployRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	11, // 14: eddy.plugin.v1.TaskEvent.task:type_name -> eddy.plugin.v1.TaskID
+	1,  // 15: eddy.plugin.v1.TaskEvent.state:type_name -> eddy.plugin.v1.TaskState
+	26, // 16: eddy.plugin.v1.TaskEvent.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	2,  // 17: eddy.plugin.v1.CheckpointRequest.action:type_name -> eddy.plugin.v1.CheckpointAction
+	27, // 18: eddy.plugin.v1.CheckpointAck.operators:type_name -> eddy.plugin.v1.OperatorSubtaskState
+	28, // 19: eddy.plugin.v1.OperatorSubtaskState.key_groups:type_name -> eddy.plugin.v1.KeyGroupSlice
+	29, // 20: eddy.plugin.v1.OperatorSubtaskState.items:type_name -> eddy.plugin.v1.Slice
+	31, // 21: eddy.plugin.v1.CheckpointMetadata.operators:type_name -> eddy.plugin.v1.OperatorState
+	27, // 22: eddy.plugin.v1.OperatorState.subtasks:type_name -> eddy.plugin.v1.OperatorSubtaskState
+	32, // 23: eddy.plugin.v1.Frame.open:type_name -> eddy.plugin.v1.Channel
+	34, // 24: eddy.plugin.v1.Frame.event:type_name -> eddy.plugin.v1.Event
+	13, // 25: eddy.plugin.v1.TaskExecutor.Describe:input_type -> eddy.plugin.v1.DescribeRequest
+	15, // 26: eddy.plugin.v1.TaskExecutor.Prepare:input_type -> eddy.plugin.v1.PrepareRequest
+	17, // 27: eddy.plugin.v1.TaskExecutor.Deploy:input_type -> eddy.plugin.v1.DeployRequest
+	20, // 28: eddy.plugin.v1.TaskExecutor.Cancel:input_type -> eddy.plugin.v1.CancelRequest
+	22, // 29: eddy.plugin.v1.TaskExecutor.Events:input_type -> eddy.plugin.v1.EventsRequest
+	24, // 30: eddy.plugin.v1.TaskExecutor.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	33, // 31: eddy.plugin.v1.Exchange.Open:input_type -> eddy.plugin.v1.Frame
+	14, // 32: eddy.plugin.v1.TaskExecutor.Describe:output_type -> eddy.plugin.v1.DescribeResponse
+	16, // 33: eddy.plugin.v1.TaskExecutor.Prepare:output_type -> eddy.plugin.v1.PrepareResponse
+	19, // 34: eddy.plugin.v1.TaskExecutor.Deploy:output_type -> eddy.plugin.v1.DeployResponse
+	21, // 35: eddy.plugin.v1.TaskExecutor.Cancel:output_type -> eddy.plugin.v1.CancelResponse
+	23, // 36: eddy.plugin.v1.TaskExecutor.Events:output_type -> eddy.plugin.v1.TaskEvent
+	25, // 37: eddy.plugin.v1.TaskExecutor.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	35, // 38: eddy.plugin.v1.Exchange.Open:output_type -> eddy.plugin.v1.Credit
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_pluginpb_plugin_proto_init() }
@@ -1709,7 +2813,7 @@ func file_pluginpb_plugin_proto_init() {
 	if File_pluginpb_plugin_proto != nil {
 		return
 	}
-	file_pluginpb_plugin_proto_msgTypes[19].OneofWrappers = []any{
+	file_pluginpb_plugin_proto_msgTypes[30].OneofWrappers = []any{
 		(*Event_Watermark)(nil),
 		(*Event_Barrier)(nil),
 		(*Event_EndOfInput)(nil),
@@ -1720,8 +2824,8 @@ func file_pluginpb_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pluginpb_plugin_proto_rawDesc), len(file_pluginpb_plugin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   22,
+			NumEnums:      4,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -26,11 +26,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TaskExecutor_Describe_FullMethodName = "/eddy.plugin.v1.TaskExecutor/Describe"
-	TaskExecutor_Prepare_FullMethodName  = "/eddy.plugin.v1.TaskExecutor/Prepare"
-	TaskExecutor_Deploy_FullMethodName   = "/eddy.plugin.v1.TaskExecutor/Deploy"
-	TaskExecutor_Cancel_FullMethodName   = "/eddy.plugin.v1.TaskExecutor/Cancel"
-	TaskExecutor_Events_FullMethodName   = "/eddy.plugin.v1.TaskExecutor/Events"
+	TaskExecutor_Describe_FullMethodName   = "/eddy.plugin.v1.TaskExecutor/Describe"
+	TaskExecutor_Prepare_FullMethodName    = "/eddy.plugin.v1.TaskExecutor/Prepare"
+	TaskExecutor_Deploy_FullMethodName     = "/eddy.plugin.v1.TaskExecutor/Deploy"
+	TaskExecutor_Cancel_FullMethodName     = "/eddy.plugin.v1.TaskExecutor/Cancel"
+	TaskExecutor_Events_FullMethodName     = "/eddy.plugin.v1.TaskExecutor/Events"
+	TaskExecutor_Checkpoint_FullMethodName = "/eddy.plugin.v1.TaskExecutor/Checkpoint"
 )
 
 // TaskExecutorClient is the client API for TaskExecutor service.
@@ -44,6 +45,7 @@ type TaskExecutorClient interface {
 	Deploy(ctx context.Context, in *DeployRequest, opts ...grpc.CallOption) (*DeployResponse, error)
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
+	Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error)
 }
 
 type taskExecutorClient struct {
@@ -113,6 +115,16 @@ func (c *taskExecutorClient) Events(ctx context.Context, in *EventsRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TaskExecutor_EventsClient = grpc.ServerStreamingClient[TaskEvent]
 
+func (c *taskExecutorClient) Checkpoint(ctx context.Context, in *CheckpointRequest, opts ...grpc.CallOption) (*CheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckpointResponse)
+	err := c.cc.Invoke(ctx, TaskExecutor_Checkpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskExecutorServer is the server API for TaskExecutor service.
 // All implementations must embed UnimplementedTaskExecutorServer
 // for forward compatibility.
@@ -124,6 +136,7 @@ type TaskExecutorServer interface {
 	Deploy(context.Context, *DeployRequest) (*DeployResponse, error)
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	Events(*EventsRequest, grpc.ServerStreamingServer[TaskEvent]) error
+	Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error)
 	mustEmbedUnimplementedTaskExecutorServer()
 }
 
@@ -148,6 +161,9 @@ func (UnimplementedTaskExecutorServer) Cancel(context.Context, *CancelRequest) (
 }
 func (UnimplementedTaskExecutorServer) Events(*EventsRequest, grpc.ServerStreamingServer[TaskEvent]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedTaskExecutorServer) Checkpoint(context.Context, *CheckpointRequest) (*CheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Checkpoint not implemented")
 }
 func (UnimplementedTaskExecutorServer) mustEmbedUnimplementedTaskExecutorServer() {}
 func (UnimplementedTaskExecutorServer) testEmbeddedByValue()                      {}
@@ -253,6 +269,24 @@ func _TaskExecutor_Events_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TaskExecutor_EventsServer = grpc.ServerStreamingServer[TaskEvent]
 
+func _TaskExecutor_Checkpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).Checkpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_Checkpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).Checkpoint(ctx, req.(*CheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskExecutor_ServiceDesc is the grpc.ServiceDesc for TaskExecutor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -275,6 +309,10 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Cancel",
 			Handler:    _TaskExecutor_Cancel_Handler,
+		},
+		{
+			MethodName: "Checkpoint",
+			Handler:    _TaskExecutor_Checkpoint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -93,6 +93,16 @@ type Operator struct {
 	Run func(ctx context.Context, idle func()) error
 	// Close releases the operator's resources after the task ends.
 	Close func() error
+	// Snapshot, set by operators with state, returns the subtask's state at
+	// a checkpoint: called in the task's goroutine after every record
+	// before the barrier and before any record after it.
+	Snapshot func(cp CheckpointOptions) (*OperatorSnapshot, error)
+	// CheckpointComplete is called, in the task's goroutine, when a
+	// checkpoint the subtask took part in completed (ids only grow; a
+	// later one completing stands for the earlier): sinks commit.
+	CheckpointComplete func(id uint64) error
+	// CheckpointAborted is called when a checkpoint will not complete.
+	CheckpointAborted func(id uint64) error
 }
 
 // Vertex is one operator of the job graph.
@@ -126,6 +136,11 @@ type TaskContext struct {
 	// Sides are the vertex's side outputs (Output of each side's type), by
 	// name; a side nobody reads discards its records.
 	Sides map[string]any
+	// Restored is the state the operator starts from, nil for none.
+	Restored *OperatorSnapshot
+	// Checkpointing says the job checkpoints: exactly-once sinks commit
+	// when a checkpoint completes instead of at the end of their input.
+	Checkpointing bool
 
 	task *task
 }

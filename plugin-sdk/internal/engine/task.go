@@ -52,6 +52,16 @@ type Executor struct {
 	Exchange Exchange
 	// OnState, if set, is told of every task state change. It must not block.
 	OnState func(k TaskKey, s TaskState, err error)
+	// Checkpointing makes tasks whose input ended wait for a final
+	// checkpoint before they finish (see checkpoint.go).
+	Checkpointing bool
+	// Restore, if set, gives operators the state they start from.
+	Restore Restorer
+	// OnSnapshot receives every task's part of every checkpoint. It is
+	// called from the task's goroutine: it must hand the writing off.
+	OnSnapshot func(s *TaskSnapshot)
+	// OnDecline is told when a task cannot take part in a checkpoint.
+	OnDecline func(k TaskKey, id uint64, err error)
 }
 
 // Run runs the given tasks until all end. The first failure cancels the
