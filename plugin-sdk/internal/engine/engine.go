@@ -136,8 +136,12 @@ type TaskContext struct {
 	// Sides are the vertex's side outputs (Output of each side's type), by
 	// name; a side nobody reads discards its records.
 	Sides map[string]any
-	// Restored is the state the operator starts from, nil for none.
+	// Restored is the state the operator starts from, nil for none (an
+	// operator that is in the checkpoint gets a non-nil one, even empty).
 	Restored *OperatorSnapshot
+	// AllowNonRestored lets a restore drop state the operator no longer
+	// registers instead of refusing it.
+	AllowNonRestored bool
 	// Checkpointing says the job checkpoints: exactly-once sinks commit
 	// when a checkpoint completes instead of at the end of their input.
 	Checkpointing bool
