@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,10 +10,8 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,219 +20,14 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/eddy-streams/eddy/internal/s3test"
 )
 
-// versityGW is an S3 server (versitygw's posix backend) on loopback, with
-// one bucket, for the life of a test.
-type versityGW struct {
-	Endpoint  string // 127.0.0.1:port
-	Region    string
-	AccessKey string
-	SecretKey string
-	Bucket    string
-	Dir       string // the posix backend's root
-	Pid       int
-}
+// versityGW is the S3 server of a test (internal/s3test).
+type versityGW = s3test.Server
 
-// versityBinary finds versitygw: $EDDY_VERSITYGW (set by `make test`), else
-// .tools/bin/versitygw under the module root, else versitygw on PATH.
-func versityBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("EDDY_VERSITYGW"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("EDDY_VERSITYGW=%s: %v", p, err)
-		}
-		return p
-	}
-	if dir, err := os.Getwd(); err == nil {
-		for ; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				p := filepath.Join(dir, ".tools", "bin", "versitygw")
-				if _, err := os.Stat(p); err == nil {
-					return p
-				}
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	t.Skip("versitygw not found (EDDY_VERSITYGW, .tools/bin, PATH): `make tools` installs it, and `make test` does so itself")
-	return ""
-}
-
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// lockedBuffer collects the gateway's output for the test log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startVersityGW starts versitygw on a free loopback port with a fresh
-// directory and random credentials, creates a bucket, and at cleanup stops
-// the server, removes the directory and checks that both are gone.
-func startVersityGW(t *testing.T) *versityGW {
-	t.Helper()
-	bin := versityBinary(t)
-	dir, err := os.MkdirTemp("", "eddy-versitygw-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &versityGW{
-		Region:    "us-east-1",
-		AccessKey: "eddy" + randomHex(t, 8),
-		SecretKey: randomHex(t, 20),
-		Bucket:    "eddy-test",
-		Dir:       dir,
-	}
-	var (
-		cmd    *exec.Cmd
-		out    *lockedBuffer
-		exited chan struct{}
-	)
-	stop := func() {
-		if cmd == nil {
-			return
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() && out != nil {
-			t.Logf("versitygw output:\n%s", out.String())
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("remove versitygw dir: %v", err)
-		}
-		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("versitygw dir %s still there: %v", dir, err)
-		}
-		if cmd != nil && cmd.ProcessState == nil {
-			t.Errorf("versitygw (pid %d) did not exit", cmd.Process.Pid)
-		}
-	})
-
-	// The port is picked by the kernel, freed, and handed to versitygw; a
-	// rare collision in between is retried with a new port.
-	for attempt := 1; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.Endpoint = ln.Addr().String()
-		ln.Close()
-		out = &lockedBuffer{}
-		cmd = exec.Command(bin, "--access", g.AccessKey, "--secret", g.SecretKey, "--region", g.Region,
-			"--port", g.Endpoint, "posix", dir)
-		cmd.Stdout, cmd.Stderr = out, out
-		dieWithParent(cmd)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		exited = make(chan struct{})
-		go func(cmd *exec.Cmd, exited chan struct{}) {
-			_ = cmd.Wait()
-			close(exited)
-		}(cmd, exited)
-		err = waitReady(g.Endpoint, exited, 10*time.Second)
-		if err == nil {
-			break
-		}
-		stop()
-		if attempt == 3 {
-			t.Fatalf("versitygw on %s: %v\n%s", g.Endpoint, err, out.String())
-		}
-	}
-	g.Pid = cmd.Process.Pid
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := g.client(t).MakeBucket(ctx, g.Bucket, minio.MakeBucketOptions{Region: g.Region}); err != nil {
-		t.Fatalf("make bucket: %v", err)
-	}
-	return g
-}
-
-// waitReady waits until the server answers HTTP (any status) or exits.
-func waitReady(addr string, exited <-chan struct{}, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	hc := &http.Client{Timeout: time.Second}
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		default:
-		}
-		resp, err := hc.Get("http://" + addr + "/")
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		last = err
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %s: %v", timeout, last)
-}
-
-// client is a raw minio-go client, for changing objects behind a store.
-func (g *versityGW) client(t *testing.T) *minio.Client {
-	t.Helper()
-	c, err := minio.New(g.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(g.AccessKey, g.SecretKey, ""),
-		Region: g.Region,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// url is the store URL of a prefix in the gateway's bucket.
-func (g *versityGW) url(prefix string) string {
-	return fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s&insecure=true", g.Bucket, prefix, g.Endpoint, g.Region)
-}
-
-// useEnvCredentials puts the gateway's credentials in the standard AWS
-// variables, as an operator would, and clears the others.
-func (g *versityGW) useEnvCredentials(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", g.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", g.SecretKey)
-	for _, k := range []string{"AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"} {
-		t.Setenv(k, "")
-	}
-}
+func startVersityGW(t *testing.T) *versityGW { return s3test.Start(t) }
 
 // fixture is one kind of store for the contract tests, with ways to change
 // objects behind its back.
@@ -297,7 +89,7 @@ func s3Fixture(g *versityGW) fixture {
 	}
 	put := func(t *testing.T, s Store, name string, data []byte, meta map[string]string) {
 		t.Helper()
-		_, err := g.client(t).PutObject(context.Background(), g.Bucket, key(t, s, name), bytes.NewReader(data), int64(len(data)),
+		_, err := g.Client(t).PutObject(context.Background(), g.Bucket, key(t, s, name), bytes.NewReader(data), int64(len(data)),
 			minio.PutObjectOptions{UserMetadata: meta})
 		if err != nil {
 			t.Fatal(err)
@@ -311,8 +103,8 @@ func s3Fixture(g *versityGW) fixture {
 			prefix := fmt.Sprintf("t%d/ckpt", n)
 			mu.Unlock()
 			// Settings from the URL, credentials from the environment.
-			g.useEnvCredentials(t)
-			s, err := OpenWith(context.Background(), g.url(prefix), S3Options{PartSize: partSize})
+			g.UseEnv(t)
+			s, err := OpenWith(context.Background(), g.URL(prefix), S3Options{PartSize: partSize})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -332,7 +124,7 @@ func s3Fixture(g *versityGW) fixture {
 		},
 		parts: func(t *testing.T, s Store, name string) int {
 			t.Helper()
-			oi, err := g.client(t).StatObject(context.Background(), g.Bucket, key(t, s, name), minio.StatObjectOptions{})
+			oi, err := g.Client(t).StatObject(context.Background(), g.Bucket, key(t, s, name), minio.StatObjectOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -503,11 +295,11 @@ func testMultipart(t *testing.T, fx fixture) {
 
 func TestS3Errors(t *testing.T) {
 	g := startVersityGW(t)
-	g.useEnvCredentials(t)
+	g.UseEnv(t)
 	ctx := context.Background()
 
 	t.Run("WrongCredentials", func(t *testing.T) {
-		_, err := OpenWith(ctx, g.url("p"), S3Options{AccessKeyID: g.AccessKey, SecretAccessKey: "wrong" + g.SecretKey})
+		_, err := OpenWith(ctx, g.URL("p"), S3Options{AccessKeyID: g.AccessKey, SecretAccessKey: "wrong" + g.SecretKey})
 		if err == nil || !strings.Contains(err.Error(), "access denied") || !strings.Contains(err.Error(), g.Endpoint) ||
 			!strings.Contains(err.Error(), g.Bucket) {
 			t.Fatalf("open with a wrong secret: %v, want access denied naming the endpoint and bucket", err)
@@ -515,7 +307,7 @@ func TestS3Errors(t *testing.T) {
 		t.Log(err)
 	})
 	t.Run("MissingBucket", func(t *testing.T) {
-		u := strings.Replace(g.url("p"), g.Bucket, "no-such-bucket", 1)
+		u := strings.Replace(g.URL("p"), g.Bucket, "no-such-bucket", 1)
 		_, err := Open(ctx, u)
 		if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "no-such-bucket") {
 			t.Fatalf("open of a missing bucket: %v", err)
@@ -529,7 +321,7 @@ func TestS3Errors(t *testing.T) {
 		}
 		closed := ln.Addr().String()
 		ln.Close()
-		u := strings.Replace(g.url("p"), g.Endpoint, closed, 1)
+		u := strings.Replace(g.URL("p"), g.Endpoint, closed, 1)
 		start := time.Now()
 		_, err = OpenWith(ctx, u, S3Options{Timeout: 2 * time.Second})
 		if err == nil || !strings.Contains(err.Error(), closed) || !strings.Contains(err.Error(), g.Bucket) {
@@ -572,7 +364,7 @@ func TestS3Errors(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		u := strings.Replace(g.url("p"), g.Endpoint, ln.Addr().String(), 1)
+		u := strings.Replace(g.URL("p"), g.Endpoint, ln.Addr().String(), 1)
 		start := time.Now()
 		_, err = OpenWith(ctx, u, S3Options{Timeout: time.Second})
 		if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) || !strings.Contains(err.Error(), "no answer") {
@@ -586,11 +378,11 @@ func TestS3Errors(t *testing.T) {
 	t.Run("BadURLs", func(t *testing.T) {
 		for _, u := range []string{
 			"s3://key:secret@" + g.Bucket + "/p?endpoint=" + g.Endpoint,
-			g.url("p") + "&secret_key=x",
+			g.URL("p") + "&secret_key=x",
 			"s3:///p",
-			g.url("a/../b"),
-			strings.Replace(g.url("p"), "insecure=true", "insecure=maybe", 1),
-			g.url("p") + "&region=eu-west-1",
+			g.URL("a/../b"),
+			strings.Replace(g.URL("p"), "insecure=true", "insecure=maybe", 1),
+			g.URL("p") + "&region=eu-west-1",
 		} {
 			_, err := Open(ctx, u)
 			if err == nil {
@@ -604,7 +396,7 @@ func TestS3Errors(t *testing.T) {
 
 func TestS3SettingsFromEnvironment(t *testing.T) {
 	g := startVersityGW(t)
-	g.useEnvCredentials(t)
+	g.UseEnv(t)
 	t.Setenv("AWS_ENDPOINT_URL", "http://"+g.Endpoint)
 	t.Setenv("AWS_REGION", g.Region)
 	ctx := context.Background()

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package storage
+package s3test
 
 import "os/exec"
 
