@@ -49,6 +49,12 @@ type Config struct {
 	// through one node is then found by the others and by every worker.
 	// Without it each server keeps its storage under its own data dir.
 	SharedStorage bool
+	// Storage, when set, is the --storage URL of every server (an s3://
+	// URL of a test's S3 server, say); it takes the place of SharedStorage.
+	Storage string
+	// Env is added to the environment of every process (and so of the
+	// plugins workers start), e.g. the AWS_* variables of an S3 server.
+	Env []string
 }
 
 // killWait bounds how long a SIGKILLed process may take to be reaped.
@@ -213,7 +219,9 @@ func (c *Cluster) StartServer(id, join string) *Proc {
 	} else {
 		p.args = append(p.args, "--join", join)
 	}
-	if dir := c.StorageDir(); dir != "" {
+	if c.cfg.Storage != "" {
+		p.args = append(p.args, "--storage", c.cfg.Storage)
+	} else if dir := c.StorageDir(); dir != "" {
 		p.args = append(p.args, "--storage", (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String())
 	}
 	p.args = append(p.args, c.cfg.ServerArgs...)
@@ -377,7 +385,7 @@ func (c *Cluster) start(p *Proc) {
 	fmt.Fprintf(f, "=== %s start #%d: eddy %s\n", time.Now().Format(time.RFC3339Nano), p.starts, strings.Join(p.args, " "))
 	cmd := exec.CommandContext(c.ctx, c.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), c.cfg.Env...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = killWait
