@@ -60,6 +60,14 @@ type Job struct {
 	ModifyIndex    uint64            `json:"modify_index"`
 	// Attempt is the current execution attempt, from 1 once deployed.
 	Attempt uint64 `json:"attempt"`
+	// Restarts counts the restarts after failures; Failure is the cause of
+	// the latest one, at FailureAt.
+	Restarts  uint32     `json:"restarts"`
+	Failure   string     `json:"failure,omitempty"`
+	FailureAt *time.Time `json:"failure_at,omitempty"`
+	// RestoredCheckpoint is the checkpoint the current attempt started
+	// from; 0 when it started empty.
+	RestoredCheckpoint uint64 `json:"restored_checkpoint,omitempty"`
 	// Tasks, Execution and Checkpoints are filled by GET /v1/jobs/{id} only.
 	Tasks       []Task       `json:"tasks,omitempty"`
 	Execution   []TaskState  `json:"execution,omitempty"`
@@ -85,14 +93,74 @@ type Task struct {
 	Attempt  uint64 `json:"attempt"`
 }
 
-// Checkpoint is a completed checkpoint or savepoint of a job.
+// Checkpoint is a checkpoint or savepoint of a job.
 type Checkpoint struct {
 	ID          uint64    `json:"id"`
 	URL         string    `json:"url"`
 	SizeBytes   int64     `json:"size_bytes"`
 	TriggeredAt time.Time `json:"triggered_at"`
+	// CompletedAt is when the checkpoint completed, failed or was discarded.
 	CompletedAt time.Time `json:"completed_at"`
 	Savepoint   bool      `json:"savepoint"`
+	// Status is IN_PROGRESS, COMPLETED, FAILED or DISCARDED (completed, then
+	// found unreadable at a restore).
+	Status     string `json:"status,omitempty"`
+	DurationMs int64  `json:"duration_ms"`
+	Failure    string `json:"failure,omitempty"`
+	Attempt    uint64 `json:"attempt,omitempty"`
+	Manual     bool   `json:"manual,omitempty"`
+}
+
+// Checkpoints is the body of GET /v1/jobs/{id}/checkpoints.
+type Checkpoints struct {
+	Counts CheckpointCounts `json:"counts"`
+	// Latest is the latest completed checkpoint still retained.
+	Latest *Checkpoint `json:"latest,omitempty"`
+	// InProgress is the checkpoint in progress.
+	InProgress *Checkpoint `json:"in_progress,omitempty"`
+	// Retained are the completed checkpoints kept, oldest first.
+	Retained []Checkpoint `json:"retained"`
+	// History lists the recent checkpoints, newest first, the one in
+	// progress included.
+	History []Checkpoint `json:"history"`
+	// Config is the job's checkpointing; nil when it does not checkpoint.
+	Config *CheckpointConfig `json:"config,omitempty"`
+}
+
+// CheckpointCounts counts a job's checkpoints.
+type CheckpointCounts struct {
+	Completed  uint64 `json:"completed"`
+	Failed     uint64 `json:"failed"`
+	InProgress uint64 `json:"in_progress"`
+	// ConsecutiveFailures counts the failures since the last completion.
+	ConsecutiveFailures uint32 `json:"consecutive_failures"`
+}
+
+// CheckpointConfig is how a job checkpoints and restarts.
+type CheckpointConfig struct {
+	IntervalMs        int64         `json:"interval_ms"`
+	TimeoutMs         int64         `json:"timeout_ms"`
+	MinPauseMs        int64         `json:"min_pause_ms"`
+	TolerableFailures uint32        `json:"tolerable_failures"`
+	Retain            uint32        `json:"retain"`
+	Dir               string        `json:"dir,omitempty"`
+	Restart           RestartConfig `json:"restart"`
+}
+
+// RestartConfig is a job's restart strategy.
+type RestartConfig struct {
+	// Strategy is none, fixed-delay or exponential-backoff.
+	Strategy    string  `json:"strategy"`
+	MaxAttempts uint32  `json:"max_attempts"` // 0: no limit
+	DelayMs     int64   `json:"delay_ms,omitempty"`
+	MaxDelayMs  int64   `json:"max_delay_ms,omitempty"`
+	Multiplier  float64 `json:"multiplier,omitempty"`
+}
+
+// TriggeredCheckpoint is the body of the answer to POST
+// /v1/jobs/{id}/checkpoints.
+type TriggeredCheckpoint struct {
+	ID uint64 `json:"id"`
 }
 
 // Jobs is the body of GET /v1/jobs.

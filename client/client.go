@@ -236,6 +236,20 @@ func (c *Client) Cancel(ctx context.Context, id string) (api.Job, error) {
 	return out, c.do(ctx, http.MethodPatch, "/v1/jobs/"+url.PathEscape(id)+"?mode=cancel", nil, &out)
 }
 
+// Checkpoints returns a job's checkpoint counts, latest, history and
+// configuration.
+func (c *Client) Checkpoints(ctx context.Context, id string, opts ...ReadOption) (api.Checkpoints, error) {
+	var out api.Checkpoints
+	return out, c.do(ctx, http.MethodGet, query("/v1/jobs/"+url.PathEscape(id)+"/checkpoints", opts), nil, &out)
+}
+
+// TriggerCheckpoint starts a checkpoint of a running job and returns its id.
+func (c *Client) TriggerCheckpoint(ctx context.Context, id string) (uint64, error) {
+	var out api.TriggeredCheckpoint
+	err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/checkpoints", nil, &out)
+	return out.ID, err
+}
+
 // Workers lists the workers.
 func (c *Client) Workers(ctx context.Context, opts ...ReadOption) ([]api.Worker, error) {
 	var out api.Workers

@@ -49,6 +49,9 @@ var (
 	ErrOtherCluster = errors.New("node belongs to another cluster")
 	// ErrNodeNotFound means no control plane member has the given id.
 	ErrNodeNotFound = errors.New("node not found")
+	// ErrCheckpointNotPossible means a checkpoint was asked of a job that
+	// does not checkpoint or is not running.
+	ErrCheckpointNotPossible = errors.New("checkpoint not possible")
 )
 
 // Code is the stable, documented error code of the REST API.
@@ -72,6 +75,7 @@ var table = []entry{
 	{ErrJobExists, "job_exists", codes.AlreadyExists, http.StatusConflict},
 	{ErrJobNotCancellable, "job_not_cancellable", codes.FailedPrecondition, http.StatusConflict},
 	{ErrOtherCluster, "other_cluster", codes.FailedPrecondition, http.StatusConflict},
+	{ErrCheckpointNotPossible, "checkpoint_not_possible", codes.FailedPrecondition, http.StatusConflict},
 	{ErrNoLeader, "no_leader", codes.Unavailable, http.StatusServiceUnavailable},
 	{ErrNotLeader, "not_leader", codes.Unavailable, http.StatusServiceUnavailable},
 	{ErrTimeout, "timeout", codes.DeadlineExceeded, http.StatusServiceUnavailable},

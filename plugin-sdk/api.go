@@ -95,6 +95,43 @@ type Writer[T any] interface {
 	Close(ctx context.Context) error
 }
 
+// TransactionalWriter is a Writer whose output becomes visible in two
+// phases, in step with checkpoints, for exactly-once results: what it
+// writes between two checkpoints is one transaction. Its methods are
+// called from one goroutine.
+//
+// At a checkpoint's barrier the sink calls PreCommit, which ends the
+// current transaction (its output durable but not yet visible, say a file
+// written under a hidden name) and starts the next; the bytes it returns
+// are what Commit needs to publish it, and are kept in the checkpoint.
+// When the checkpoint completes, Commit publishes the transactions of that
+// checkpoint and any earlier one still pending. After a failure the job
+// restores from its last completed checkpoint and commits that
+// checkpoint's transactions again, so Commit must be idempotent: committing
+// a transaction that is already committed succeeds and changes nothing.
+// Abort drops the open transaction (after a failure, or at the end once
+// everything is committed). Close releases the writer's resources without
+// committing anything.
+type TransactionalWriter[T any] interface {
+	Writer[T]
+	// PreCommit ends the current transaction and returns what Commit needs
+	// to publish it, or nil when it holds nothing to publish.
+	PreCommit(ctx context.Context, checkpointID uint64) ([]byte, error)
+	// Commit publishes pre-committed transactions, in order.
+	Commit(ctx context.Context, txns [][]byte) error
+	// Abort drops the open transaction.
+	Abort(ctx context.Context) error
+}
+
+// TransactionalSink is a Sink whose output is exactly-once: SinkTo opens
+// its writers with OpenTransactional, and its operator keeps the
+// pre-committed transactions in checkpoints, so it needs a UID (WithUID).
+// Open is not called by SinkTo; it may return the same writer.
+type TransactionalSink[T any] interface {
+	Sink[T]
+	OpenTransactional(ctx context.Context, sc SinkContext) (TransactionalWriter[T], error)
+}
+
 // RuntimeContext tells a function where it runs and gives it access to
 // keyed state (see NewValueState and the other state constructors).
 type RuntimeContext interface {

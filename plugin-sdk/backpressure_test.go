@@ -55,7 +55,7 @@ func (s slowSink) Close(context.Context) error { return nil }
 func TestSlowSinkHoldsTheSourceBack(t *testing.T) {
 	var emitted, consumed atomic.Int64
 	job := sdk.NewJob("backpressure")
-	src := sdk.FromSource(job, countingSource{&emitted}, sdk.WithParallelism(1))
+	src := sdk.FromSource(job, countingSource{&emitted}, sdk.WithParallelism(1), sdk.WithUID("source"))
 	sdk.SinkTo(sdk.Rebalance(src), slowSink{&consumed}, sdk.WithParallelism(2))
 
 	ctx, cancel := context.WithCancel(context.Background())

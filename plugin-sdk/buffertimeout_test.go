@@ -77,7 +77,7 @@ func TestBufferTimeoutBoundsLatency(t *testing.T) {
 			if tc.timeout > 0 {
 				job.SetBufferTimeout(tc.timeout)
 			}
-			src := sdk.FromSource(job, busySource{n: 30, done: &done}, sdk.WithParallelism(1))
+			src := sdk.FromSource(job, busySource{n: 30, done: &done}, sdk.WithParallelism(1), sdk.WithUID("source"))
 			// Broadcast to two instances: records cross the exchange in batches.
 			sdk.SinkTo(sdk.Broadcast(src), earlySink{&done, &early}, sdk.WithParallelism(2))
 			if err := sdk.RunLocal(context.Background(), job); err != nil {

@@ -344,8 +344,8 @@ func TestCoProcessIdleInputDoesNotHoldBack(t *testing.T) {
 // bounds in order.
 func TestTwoInputOperatorsAreChecked(t *testing.T) {
 	job := sdk.NewJob("checks")
-	a := sdk.KeyBy(sdk.FromSource(job, sdk.FromSlice([]int{1})), func(v int) int { return v })
-	b := sdk.KeyBy(sdk.FromSource(job, sdk.FromSlice([]string{"x"})), func(string) int { return 1 })
+	a := sdk.KeyBy(sdk.FromSource(job, sdk.FromSlice([]int{1}), sdk.WithUID("source-1")), func(v int) int { return v })
+	b := sdk.KeyBy(sdk.FromSource(job, sdk.FromSlice([]string{"x"}), sdk.WithUID("source-2")), func(string) int { return 1 })
 	sdk.SinkTo(sdk.CoProcess(sdk.Connect(a, b), sdk.KeyedCoProcessFunction[int, int, string, int](coNop{})), sdk.Collect[int]())
 	sdk.SinkTo(sdk.IntervalJoin(a, b, time.Second, -time.Second, func(int, string) int { return 0 }, sdk.WithUID("join")), sdk.Collect[int]())
 	err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1))

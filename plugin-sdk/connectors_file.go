@@ -265,6 +265,7 @@ func (r *fileReader) Close() error { return r.closeFile() }
 // flushes the sink (when its input is idle, every few milliseconds while
 // busy, and at the end), so after a failure a file holds a prefix of its
 // lines: the sink is at-least-once across restarts at best.
+// ExactlyOnceFileSink publishes its parts with checkpoints instead.
 //
 // format is called from the sink's subtasks concurrently.
 func FileSink[T any](dir string, format func(T) string) Sink[T] {
@@ -293,16 +294,6 @@ func (s *fileSink[T]) Open(_ context.Context, sc SinkContext) (Writer[T], error)
 }
 
 // fileWriter writes one part file.
-//
-// The exactly-once variant plugs two-phase commit in here, once the
-// runtime takes checkpoints: records go to an in-progress file
-// (part-<subtask>-<n>.inprogress); on the checkpoint's snapshot the writer
-// flushes, fsyncs and closes it and returns its name as the pending commit
-// in the snapshot (pre-commit), then starts the next file; on the
-// checkpoint-complete notification it renames the pending files to their
-// final names (commit), which is idempotent because a replayed commit finds
-// the file already renamed; on restore it commits the pending files of the
-// restored checkpoint and deletes in-progress files newer than it.
 type fileWriter[T any] struct {
 	path   string
 	f      *os.File

@@ -37,7 +37,7 @@ func TestMapFlatMapFilter(t *testing.T) {
 	for _, p := range parallelisms {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			job := sdk.NewJob("map-flatmap-filter")
-			nums := sdk.FromSource(job, sdk.Sequence(1, 5000))
+			nums := sdk.FromSource(job, sdk.Sequence(1, 5000), sdk.WithUID("source"))
 			doubled := sdk.Map(nums, func(x int64) int64 { return x * 2 })
 			signed := sdk.FlatMap(doubled, func(y int64, out sdk.Collector[int64]) {
 				out.Collect(y)
@@ -77,7 +77,7 @@ func TestKeyByReduce(t *testing.T) {
 	for _, p := range parallelisms {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			job := sdk.NewJob("reduce")
-			evs := sdk.FromSource(job, sdk.FromSlice(in))
+			evs := sdk.FromSource(job, sdk.FromSlice(in), sdk.WithUID("source"))
 			totals := sdk.Reduce(sdk.KeyBy(evs, func(e event) string { return e.Key }),
 				func(acc, e event) event { return event{Key: acc.Key, V: acc.V + e.V} }, sdk.WithUID("sum"))
 			out := sdk.Collect[event]()
@@ -203,7 +203,7 @@ func TestProcessWithEveryStateType(t *testing.T) {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			job := sdk.NewJob("states")
 			// One source subtask, so that each key's records arrive in order.
-			src := sdk.FromSource(job, sdk.FromSlice(in), sdk.WithParallelism(1))
+			src := sdk.FromSource(job, sdk.FromSlice(in), sdk.WithParallelism(1), sdk.WithUID("source"))
 			summaries := sdk.Process(sdk.KeyBy(src, func(r keyedInt) string { return r.K }),
 				sdk.KeyedProcessFunction[string, keyedInt, summary](&allStates{}), sdk.WithUID("states"))
 			out := sdk.Collect[summary]()
@@ -292,7 +292,7 @@ func TestRebalance(t *testing.T) {
 	const n = 4000
 	job := sdk.NewJob("rebalance")
 	// One producer: round robin gives each of the 4 consumers exactly n/4.
-	src := sdk.FromSource(job, sdk.Sequence(1, n), sdk.WithParallelism(1))
+	src := sdk.FromSource(job, sdk.Sequence(1, n), sdk.WithParallelism(1), sdk.WithUID("source"))
 	sink := newBySubtask[int64]()
 	sdk.SinkTo(sdk.Rebalance(src), sink)
 	runJob(t, job, 4)
@@ -311,7 +311,7 @@ func TestBroadcast(t *testing.T) {
 	for _, srcP := range []int{1, 4} {
 		t.Run(fmt.Sprintf("from %d subtasks", srcP), func(t *testing.T) {
 			job := sdk.NewJob("broadcast")
-			src := sdk.FromSource(job, sdk.Sequence(1, 500), sdk.WithParallelism(srcP))
+			src := sdk.FromSource(job, sdk.Sequence(1, 500), sdk.WithParallelism(srcP), sdk.WithUID("source"))
 			sink := newBySubtask[int64]()
 			sdk.SinkTo(sdk.Broadcast(src), sink)
 			runJob(t, job, 4)
@@ -366,7 +366,7 @@ func TestChainingDoesNotChangeResults(t *testing.T) {
 			}
 		}
 		job := sdk.NewJob("chaining")
-		nums := sdk.FromSource(job, sdk.Sequence(1, 3000))
+		nums := sdk.FromSource(job, sdk.Sequence(1, 3000), sdk.WithUID("source"))
 		squares := sdk.Map(split(nums), func(x int64) int64 { return x * x })
 		odd := sdk.Filter(split(squares), func(x int64) bool { return x%2 == 1 })
 		strs := sdk.FlatMap(split(odd), func(x int64, out sdk.Collector[string]) {
@@ -402,7 +402,7 @@ func TestPanicFailsTheJob(t *testing.T) {
 	for _, p := range parallelisms {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			job := sdk.NewJob("panics")
-			nums := sdk.FromSource(job, sdk.Sequence(1, 100_000))
+			nums := sdk.FromSource(job, sdk.Sequence(1, 100_000), sdk.WithUID("source"))
 			mapped := sdk.Map(nums, func(x int64) int64 {
 				if x == 4321 {
 					panic(fmt.Sprintf("boom at record %d", x))
@@ -422,7 +422,7 @@ func TestPanicFailsTheJob(t *testing.T) {
 
 func TestProcessFunctionErrorFailsTheJob(t *testing.T) {
 	job := sdk.NewJob("fails")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 1000))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 1000), sdk.WithUID("source"))
 	bad := errors.New("record 77 is unacceptable")
 	out := sdk.Process(sdk.KeyBy(nums, func(x int64) int64 { return x % 10 }),
 		sdk.ProcessFunc[int64, int64, int64](func(_ sdk.KeyedContext[int64], x int64, out sdk.Collector[int64]) error {
@@ -455,7 +455,7 @@ func TestStatefulOperatorNeedsUID(t *testing.T) {
 	for name, build := range cases {
 		t.Run(name, func(t *testing.T) {
 			job := sdk.NewJob("no-uid")
-			build(sdk.KeyBy(sdk.FromSource(job, sdk.Sequence(1, 10)), func(x int64) int64 { return x % 2 }))
+			build(sdk.KeyBy(sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("source")), func(x int64) int64 { return x % 2 }))
 			if _, err := sdk.Describe(job, 1); err == nil || !strings.Contains(err.Error(), "WithUID") {
 				t.Fatalf("Describe: %v, want an error mentioning WithUID", err)
 			}
@@ -524,7 +524,7 @@ func TestCodecRoundTripThroughKeyedExchange(t *testing.T) {
 	}
 	before := marshalCalls.Load()
 	job := sdk.NewJob("codec")
-	src := sdk.FromSource(job, sdk.FromSlice(in))
+	src := sdk.FromSource(job, sdk.FromSlice(in), sdk.WithUID("source"))
 	passed := sdk.Process(sdk.KeyBy(src, func(r reading) string { return r.Station }),
 		sdk.ProcessFunc[string, reading, reading](func(ctx sdk.KeyedContext[string], r reading, out sdk.Collector[reading]) error {
 			if ctx.Key() != r.Station {

@@ -180,7 +180,7 @@ func TestGenerateRatePerSecond(t *testing.T) {
 
 func TestGenerateRejectsBadRate(t *testing.T) {
 	job := sdk.NewJob("bad-rate")
-	sdk.SinkTo(sdk.FromSource(job, sdk.Generate(10, func(i int64) int64 { return i }, sdk.RatePerSecond(-1))),
+	sdk.SinkTo(sdk.FromSource(job, sdk.Generate(10, func(i int64) int64 { return i }, sdk.RatePerSecond(-1)), sdk.WithUID("source")),
 		sdk.Collect[int64]())
 	err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1))
 	if err == nil || !strings.Contains(err.Error(), "rate -1") {
@@ -292,7 +292,7 @@ func TestPrint(t *testing.T) {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			var buf bytes.Buffer
 			job := sdk.NewJob("print")
-			sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice(records)), sdk.PrintTo[int64](&buf))
+			sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice(records), sdk.WithUID("source")), sdk.PrintTo[int64](&buf))
 			runJob(t, job, p)
 			var got []int64
 			subtasks := map[string]bool{}
@@ -338,7 +338,7 @@ func TestFileSink(t *testing.T) {
 		t.Run(fmt.Sprintf("p=%d", p), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out") // created by the sink
 			job := sdk.NewJob("file-sink")
-			sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice(records)),
+			sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice(records), sdk.WithUID("source")),
 				sdk.FileSink(dir, func(r reading) string { return fmt.Sprintf("%s,%d", r.Sensor, r.Value) }))
 			runJob(t, job, p)
 			parts, err := filepath.Glob(filepath.Join(dir, "part-*"))
@@ -364,7 +364,7 @@ func TestFileSink(t *testing.T) {
 func TestFileSinkDefaultFormat(t *testing.T) {
 	dir := t.TempDir()
 	job := sdk.NewJob("file-sink")
-	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 3)), sdk.FileSink[int64](dir, nil))
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 3), sdk.WithUID("source")), sdk.FileSink[int64](dir, nil))
 	runJob(t, job, 1)
 	b, err := os.ReadFile(filepath.Join(dir, "part-0"))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	sdk "github.com/eddy-streams/eddy/plugin-sdk"
 )
@@ -64,7 +65,7 @@ func ExampleFromSource() {
 
 func ExampleMap() {
 	job := sdk.NewJob("squares")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 4))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 4), sdk.WithUID("source"))
 	squares := sdk.Map(nums, func(x int64) string { return fmt.Sprintf("%d² = %d", x, x*x) })
 	sdk.SinkTo(squares, sdk.Print[string]())
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
@@ -79,7 +80,7 @@ func ExampleMap() {
 
 func ExampleFlatMap() {
 	job := sdk.NewJob("words")
-	lines := sdk.FromSource(job, sdk.FromSlice([]string{"a quick fox", "", "jumps"}))
+	lines := sdk.FromSource(job, sdk.FromSlice([]string{"a quick fox", "", "jumps"}), sdk.WithUID("source"))
 	words := sdk.FlatMap(lines, func(line string, out sdk.Collector[string]) {
 		for _, w := range strings.Fields(line) {
 			out.Collect(w)
@@ -98,7 +99,7 @@ func ExampleFlatMap() {
 
 func ExampleFilter() {
 	job := sdk.NewJob("even")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 10))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("source"))
 	even := sdk.Filter(nums, func(x int64) bool { return x%2 == 0 })
 	sdk.SinkTo(even, sdk.Print[int64]())
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
@@ -120,7 +121,7 @@ type Sale struct {
 
 func ExampleKeyBy() {
 	job := sdk.NewJob("sales")
-	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 5}, {"south", 3}, {"north", 2}}))
+	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 5}, {"south", 3}, {"north", 2}}), sdk.WithUID("source"))
 	byShop := sdk.KeyBy(sales, func(s Sale) string { return s.Shop })
 	// Every record of one shop reaches the same instance of the next
 	// operator, which keeps that shop's state.
@@ -138,7 +139,7 @@ func ExampleKeyBy() {
 
 func ExampleReduce() {
 	job := sdk.NewJob("running-max")
-	nums := sdk.FromSource(job, sdk.FromSlice([]int{3, 1, 4, 1, 5, 9, 2, 6}))
+	nums := sdk.FromSource(job, sdk.FromSlice([]int{3, 1, 4, 1, 5, 9, 2, 6}), sdk.WithUID("source"))
 	byParity := sdk.KeyBy(nums, func(x int) bool { return x%2 == 0 })
 	// Reduce emits the running reduction of the key after every record.
 	maxima := sdk.Reduce(byParity, func(acc, x int) int { return max(acc, x) }, sdk.WithUID("max"))
@@ -159,7 +160,7 @@ func ExampleReduce() {
 
 func ExampleProcess() {
 	job := sdk.NewJob("first-seen")
-	visits := sdk.FromSource(job, sdk.FromSlice([]string{"ann", "bob", "ann", "cid", "bob", "ann"}))
+	visits := sdk.FromSource(job, sdk.FromSlice([]string{"ann", "bob", "ann", "cid", "bob", "ann"}), sdk.WithUID("source"))
 	// A process function with no state of its own can be a ProcessFunc;
 	// this one numbers each user's visits with the key in the context.
 	numbered := sdk.Process(sdk.KeyBy(visits, func(u string) string { return u }),
@@ -199,7 +200,7 @@ func ExampleUnion() {
 
 func ExampleRebalance() {
 	job := sdk.NewJob("rebalance")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 8), sdk.WithParallelism(1))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 8), sdk.WithParallelism(1), sdk.WithUID("source"))
 	// Four sink subtasks take the records of the one source round robin.
 	// Print starts each line with the number of the subtask that wrote it.
 	sdk.SinkTo(sdk.Rebalance(nums), sdk.Print[int64](), sdk.WithParallelism(4))
@@ -219,7 +220,7 @@ func ExampleRebalance() {
 
 func ExampleBroadcast() {
 	job := sdk.NewJob("broadcast")
-	rules := sdk.FromSource(job, sdk.FromSlice([]string{"rule-a", "rule-b"}), sdk.WithParallelism(1))
+	rules := sdk.FromSource(job, sdk.FromSlice([]string{"rule-a", "rule-b"}), sdk.WithParallelism(1), sdk.WithUID("source"))
 	// Every sink subtask receives every rule.
 	sdk.SinkTo(sdk.Broadcast(rules), sdk.Print[string](), sdk.WithParallelism(3))
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
@@ -236,7 +237,7 @@ func ExampleBroadcast() {
 
 func ExampleSinkTo() {
 	job := sdk.NewJob("sink")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 3))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 3), sdk.WithUID("source"))
 	// A stream may go to several sinks.
 	all := sdk.Collect[int64]()
 	sdk.SinkTo(nums, all, sdk.WithUID("collect"))
@@ -273,7 +274,7 @@ func (d *dedup) ProcessElement(_ sdk.KeyedContext[string], id string, out sdk.Co
 
 func ExampleNewValueState() {
 	job := sdk.NewJob("dedup")
-	ids := sdk.FromSource(job, sdk.FromSlice([]string{"a", "b", "a", "c", "b", "d"}))
+	ids := sdk.FromSource(job, sdk.FromSlice([]string{"a", "b", "a", "c", "b", "d"}), sdk.WithUID("source"))
 	unique := sdk.Process(sdk.KeyBy(ids, func(id string) string { return id }),
 		sdk.KeyedProcessFunction[string, string, string](&dedup{}), sdk.WithUID("dedup"))
 	sdk.SinkTo(unique, sdk.Print[string]())
@@ -316,7 +317,7 @@ func ExampleNewListState() {
 	job := sdk.NewJob("recent")
 	orders := sdk.FromSource(job, sdk.FromSlice([]Order{
 		{"ann", "tea"}, {"ann", "cup"}, {"bob", "pen"}, {"ann", "pot"}, {"ann", "jam"},
-	}))
+	}), sdk.WithUID("source"))
 	recent := sdk.Process(sdk.KeyBy(orders, func(o Order) string { return o.User }),
 		sdk.KeyedProcessFunction[string, Order, string](&lastThree{}), sdk.WithUID("recent"))
 	sdk.SinkTo(recent, sdk.Print[string]())
@@ -350,7 +351,7 @@ func (f *itemCounts) ProcessElement(ctx sdk.KeyedContext[string], o Order, out s
 
 func ExampleNewMapState() {
 	job := sdk.NewJob("items")
-	orders := sdk.FromSource(job, sdk.FromSlice([]Order{{"ann", "tea"}, {"ann", "cup"}, {"ann", "tea"}, {"bob", "tea"}}))
+	orders := sdk.FromSource(job, sdk.FromSlice([]Order{{"ann", "tea"}, {"ann", "cup"}, {"ann", "tea"}, {"bob", "tea"}}), sdk.WithUID("source"))
 	counts := sdk.Process(sdk.KeyBy(orders, func(o Order) string { return o.User }),
 		sdk.KeyedProcessFunction[string, Order, string](&itemCounts{}), sdk.WithUID("items"))
 	sdk.SinkTo(counts, sdk.Print[string]())
@@ -385,7 +386,7 @@ func (f *spend) ProcessElement(ctx sdk.KeyedContext[string], s Sale, out sdk.Col
 
 func ExampleNewReducingState() {
 	job := sdk.NewJob("big-spenders")
-	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"ann", 60}, {"bob", 20}, {"ann", 50}, {"bob", 30}, {"ann", 10}}))
+	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"ann", 60}, {"bob", 20}, {"ann", 50}, {"bob", 30}, {"ann", 10}}), sdk.WithUID("source"))
 	alerts := sdk.Process(sdk.KeyBy(sales, func(s Sale) string { return s.Shop }),
 		sdk.KeyedProcessFunction[string, Sale, string](&spend{}), sdk.WithUID("spend"))
 	sdk.SinkTo(alerts, sdk.Print[string]())
@@ -399,7 +400,7 @@ func ExampleNewReducingState() {
 func ExampleSequence() {
 	job := sdk.NewJob("sequence")
 	// Both ends are included, as in Flink's fromSequence.
-	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(-2, 2)), sdk.Print[int64]())
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(-2, 2), sdk.WithUID("source")), sdk.Print[int64]())
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func ExampleGenerate() {
 	job := sdk.NewJob("generate")
 	// gen depends on i alone, so a restored job makes the same records.
 	sensors := sdk.Generate(4, func(i int64) string { return fmt.Sprintf("sensor-%d reads %d", i%2, i*10) })
-	sdk.SinkTo(sdk.FromSource(job, sensors), sdk.Print[string]())
+	sdk.SinkTo(sdk.FromSource(job, sensors, sdk.WithUID("source")), sdk.Print[string]())
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func ExampleRatePerSecond() {
 	// 50 milliseconds. A negative count would generate records forever.
 	ticks := sdk.Generate(10, func(i int64) int64 { return i }, sdk.RatePerSecond(200))
 	out := sdk.Collect[int64]()
-	sdk.SinkTo(sdk.FromSource(job, ticks), out)
+	sdk.SinkTo(sdk.FromSource(job, ticks, sdk.WithUID("source")), out)
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
 	}
@@ -466,7 +467,7 @@ func ExampleFileLines() {
 
 func ExampleFromSlice() {
 	job := sdk.NewJob("slice")
-	sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice([]string{"x", "y"})), sdk.Print[string]())
+	sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice([]string{"x", "y"}), sdk.WithUID("source")), sdk.Print[string]())
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
 	}
@@ -477,7 +478,7 @@ func ExampleFromSlice() {
 
 func ExamplePrint() {
 	job := sdk.NewJob("print")
-	nums := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 1}}))
+	nums := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 1}}), sdk.WithUID("source"))
 	// fmt's %v: a type with a String method prints with it.
 	sdk.SinkTo(nums, sdk.Print[Sale]())
 	sdk.SinkTo(sdk.Map(nums, func(s Sale) string { return s.Shop + " sold " + fmt.Sprint(s.Amount) }),
@@ -493,7 +494,7 @@ func ExamplePrint() {
 func ExamplePrintTo() {
 	var b strings.Builder
 	job := sdk.NewJob("print-to")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 4))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 4), sdk.WithUID("source"))
 	sdk.SinkTo(nums, sdk.PrintTo[int64](&b), sdk.WithParallelism(2))
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
@@ -513,7 +514,7 @@ func ExampleFileSink() {
 	defer os.RemoveAll(dir)
 
 	job := sdk.NewJob("to-files")
-	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 5}, {"south", 3}}))
+	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 5}, {"south", 3}}), sdk.WithUID("source"))
 	sdk.SinkTo(sales, sdk.FileSink(dir, func(s Sale) string { return fmt.Sprintf("%s,%d", s.Shop, s.Amount) }))
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
 		log.Fatal(err)
@@ -529,10 +530,58 @@ func ExampleFileSink() {
 	// south,3
 }
 
+func ExampleExactlyOnceFileSink() {
+	dir, err := os.MkdirTemp("", "eddy-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	job := sdk.NewJob("to-files-exactly-once")
+	sales := sdk.FromSource(job, sdk.FromSlice([]Sale{{"north", 5}, {"south", 3}}), sdk.WithUID("sales"))
+	sdk.SinkTo(sales, sdk.ExactlyOnceFileSink(dir, func(s Sale) string { return fmt.Sprintf("%s,%d", s.Shop, s.Amount) }),
+		sdk.WithUID("files"))
+	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(1)); err != nil {
+		log.Fatal(err)
+	}
+	// Without checkpointing, each sink subtask publishes one part at the end
+	// of its input; with it, one per checkpoint.
+	b, err := os.ReadFile(filepath.Join(dir, "part-0-0-0"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(b))
+	// Output:
+	// north,5
+	// south,3
+}
+
+func ExampleJob_EnableCheckpointing() {
+	job := sdk.NewJob("checkpointed")
+	job.EnableCheckpointing(10*time.Second, sdk.CheckpointTimeout(time.Minute), sdk.RetainCheckpoints(3))
+	job.SetRestartStrategy(sdk.FixedDelay(5, 2*time.Second))
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("numbers")), sdk.Print[int64]())
+	b, err := sdk.Describe(job, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var g struct {
+		Checkpointing, Restart map[string]any
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(g.Checkpointing)
+	fmt.Println(g.Restart)
+	// Output:
+	// map[intervalMs:10000 retain:3 timeoutMs:60000]
+	// map[delayMs:2000 kind:KIND_FIXED_DELAY maxAttempts:5]
+}
+
 func ExampleCollect() {
 	job := sdk.NewJob("collect")
 	out := sdk.Collect[int64]()
-	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 100)), out)
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 100), sdk.WithUID("source")), out)
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(4)); err != nil {
 		log.Fatal(err)
 	}
@@ -546,7 +595,7 @@ func ExampleCollect() {
 
 func ExampleRunLocal() {
 	job := sdk.NewJob("fails")
-	nums := sdk.FromSource(job, sdk.Sequence(1, 10))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("source"))
 	checked := sdk.Map(nums, func(x int64) int64 {
 		if x == 7 {
 			panic("seven is not allowed")
@@ -589,7 +638,7 @@ func ExampleDescribe() {
 
 	// Without a UID, a stateful operator is refused.
 	job = sdk.NewJob("refused")
-	keyed := sdk.KeyBy(sdk.FromSource(job, sdk.Sequence(1, 10)), func(x int64) int64 { return x })
+	keyed := sdk.KeyBy(sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("source")), func(x int64) int64 { return x })
 	sdk.SinkTo(sdk.Reduce(keyed, func(a, b int64) int64 { return a + b }), sdk.Print[int64]())
 	_, err = sdk.Describe(job, 1)
 	fmt.Println(err)
@@ -622,7 +671,7 @@ func ExampleJob_SetMaxParallelism() {
 	// The max parallelism is the number of key groups: no operator can run
 	// more instances, and it must not change across savepoints.
 	job := sdk.NewJob("wide").SetMaxParallelism(4)
-	nums := sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithParallelism(2))
+	nums := sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithParallelism(2), sdk.WithUID("source"))
 	keyed := sdk.KeyBy(nums, func(x int64) int64 { return x })
 	sdk.SinkTo(sdk.Reduce(keyed, func(a, b int64) int64 { return a + b }, sdk.WithUID("sum")), sdk.Collect[int64]())
 	_, err := sdk.Describe(job, 8)
@@ -634,7 +683,7 @@ func ExampleJob_SetMaxParallelism() {
 func ExampleLocalParallelism() {
 	job := sdk.NewJob("parallel")
 	out := sdk.Collect[int64]()
-	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 1000)), out)
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 1000), sdk.WithUID("source")), out)
 	// Every operator without WithParallelism runs 3 instances.
 	if err := sdk.RunLocal(context.Background(), job, sdk.LocalParallelism(3)); err != nil {
 		log.Fatal(err)
@@ -646,7 +695,7 @@ func ExampleLocalParallelism() {
 
 func ExampleMain() {
 	job := sdk.NewJob("my-job")
-	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 10)), sdk.Print[int64]())
+	sdk.SinkTo(sdk.FromSource(job, sdk.Sequence(1, 10), sdk.WithUID("source")), sdk.Print[int64]())
 	// Main runs the job as the process was asked to (locally, described
 	// to the eddy CLI, or as a worker's plugin) and exits.
 	sdk.Main(job)

@@ -51,8 +51,8 @@ func newIJHarness(t *testing.T, lower, upper time.Duration) *ijHarness {
 	t.Helper()
 	job := NewJob("harness")
 	key := func(r ijhRec) string { return r.K }
-	a := KeyBy(FromSource(job, FromSlice([]ijhRec(nil))), key)
-	b := KeyBy(FromSource(job, FromSlice([]ijhRec(nil))), key)
+	a := KeyBy(FromSource(job, FromSlice([]ijhRec(nil)), WithUID("source-1")), key)
+	b := KeyBy(FromSource(job, FromSlice([]ijhRec(nil)), WithUID("source-2")), key)
 	s := IntervalJoin(a, b, lower, upper, func(x, y ijhRec) string { return x.ID + "+" + y.ID }, WithUID("join"))
 	if len(job.errs) > 0 {
 		t.Fatal(job.errs)

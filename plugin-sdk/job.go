@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
 	"github.com/eddy-streams/eddy/proto/pluginpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Version is the SDK's version, reported to the worker that runs the job.
@@ -27,6 +29,8 @@ type Job struct {
 	maxParallelism int
 	errs           []error
 	uids           map[string]bool
+	checkpointing  *pluginpb.CheckpointConfig
+	restart        *pluginpb.RestartStrategy
 }
 
 // NewJob starts an empty job graph.
@@ -71,6 +75,124 @@ func (j *Job) SetBufferTimeout(d time.Duration) *Job {
 	}
 	j.bufferTimeout = d
 	return j
+}
+
+// Defaults of EnableCheckpointing, as in Flink.
+const (
+	DefaultCheckpointTimeout = 10 * time.Minute
+	DefaultCheckpointRetain  = 1
+)
+
+// CheckpointOption configures checkpointing (EnableCheckpointing).
+type CheckpointOption func(*pluginpb.CheckpointConfig)
+
+// CheckpointTimeout fails a checkpoint that is not complete after d
+// (default 10 minutes).
+func CheckpointTimeout(d time.Duration) CheckpointOption {
+	return func(c *pluginpb.CheckpointConfig) { c.TimeoutMs = d.Milliseconds() }
+}
+
+// MinPauseBetweenCheckpoints leaves at least d from the end of one
+// checkpoint to the start of the next (default 0), so that a job whose
+// checkpoints take long still gets time to process.
+func MinPauseBetweenCheckpoints(d time.Duration) CheckpointOption {
+	return func(c *pluginpb.CheckpointConfig) { c.MinPauseMs = d.Milliseconds() }
+}
+
+// TolerableCheckpointFailures lets n checkpoints in a row fail before the
+// job restarts (default 0: the first failure restarts it).
+func TolerableCheckpointFailures(n int) CheckpointOption {
+	return func(c *pluginpb.CheckpointConfig) { c.TolerableFailures = uint32(max(n, 0)) }
+}
+
+// RetainCheckpoints keeps the last n completed checkpoints (default 1).
+func RetainCheckpoints(n int) CheckpointOption {
+	return func(c *pluginpb.CheckpointConfig) { c.Retain = uint32(max(n, 0)) }
+}
+
+// EnableCheckpointing makes the job take a checkpoint every interval: the
+// positions of its sources, the state of its operators and the pending
+// transactions of its exactly-once sinks, from which it restarts after a
+// failure. Checkpointing is off by default.
+func (j *Job) EnableCheckpointing(interval time.Duration, opts ...CheckpointOption) *Job {
+	c := &pluginpb.CheckpointConfig{
+		IntervalMs: interval.Milliseconds(), TimeoutMs: DefaultCheckpointTimeout.Milliseconds(),
+		Retain: DefaultCheckpointRetain,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	switch {
+	case c.IntervalMs < 1:
+		j.errs = append(j.errs, fmt.Errorf("checkpoint interval %s: want at least a millisecond", interval))
+	case c.TimeoutMs < 1:
+		j.errs = append(j.errs, fmt.Errorf("checkpoint timeout %dms: want at least a millisecond", c.TimeoutMs))
+	case c.MinPauseMs < 0:
+		j.errs = append(j.errs, fmt.Errorf("minimum pause between checkpoints %dms: want 0 or more", c.MinPauseMs))
+	case c.Retain < 1:
+		j.errs = append(j.errs, errors.New("checkpoints retained: want at least 1"))
+	}
+	j.checkpointing = c
+	return j
+}
+
+// RestartStrategy says whether and when a failed job restarts from its
+// latest completed checkpoint (FixedDelay, ExponentialBackoff, NoRestart).
+type RestartStrategy struct{ pb *pluginpb.RestartStrategy }
+
+// FixedDelay restarts the job up to attempts times (0: without limit),
+// delay after each failure; the job fails after that.
+func FixedDelay(attempts int, delay time.Duration) RestartStrategy {
+	return RestartStrategy{&pluginpb.RestartStrategy{
+		Kind: pluginpb.RestartStrategy_KIND_FIXED_DELAY, MaxAttempts: uint32(max(attempts, 0)), DelayMs: delay.Milliseconds(),
+	}}
+}
+
+// ExponentialBackoff restarts the job up to attempts times (0: without
+// limit), waiting initial after the first failure and multiplier times
+// longer after each next one, up to maxDelay.
+func ExponentialBackoff(initial, maxDelay time.Duration, multiplier float64, attempts int) RestartStrategy {
+	return RestartStrategy{&pluginpb.RestartStrategy{
+		Kind: pluginpb.RestartStrategy_KIND_EXPONENTIAL_BACKOFF, MaxAttempts: uint32(max(attempts, 0)),
+		DelayMs: initial.Milliseconds(), MaxDelayMs: maxDelay.Milliseconds(), Multiplier: multiplier,
+	}}
+}
+
+// NoRestart fails the job at its first failure.
+func NoRestart() RestartStrategy {
+	return RestartStrategy{&pluginpb.RestartStrategy{Kind: pluginpb.RestartStrategy_KIND_NONE}}
+}
+
+// SetRestartStrategy sets how the job restarts after a failure (default:
+// the cluster's).
+func (j *Job) SetRestartStrategy(r RestartStrategy) *Job {
+	switch {
+	case r.pb == nil:
+		j.errs = append(j.errs, errors.New("restart strategy: use FixedDelay, ExponentialBackoff or NoRestart"))
+	case r.pb.DelayMs < 0 || r.pb.MaxDelayMs < 0:
+		j.errs = append(j.errs, errors.New("restart strategy: negative delay"))
+	case r.pb.Kind == pluginpb.RestartStrategy_KIND_EXPONENTIAL_BACKOFF && r.pb.DelayMs < 1:
+		j.errs = append(j.errs, errors.New("restart strategy: exponential backoff needs an initial delay of at least a millisecond"))
+	case r.pb.Kind == pluginpb.RestartStrategy_KIND_EXPONENTIAL_BACKOFF && r.pb.MaxDelayMs < r.pb.DelayMs:
+		j.errs = append(j.errs, fmt.Errorf("restart strategy: maximum delay %dms below the initial %dms", r.pb.MaxDelayMs, r.pb.DelayMs))
+	case r.pb.Kind == pluginpb.RestartStrategy_KIND_EXPONENTIAL_BACKOFF && r.pb.Multiplier < 1:
+		j.errs = append(j.errs, fmt.Errorf("restart strategy: multiplier %g: want at least 1", r.pb.Multiplier))
+	}
+	j.restart = r.pb
+	return j
+}
+
+// graph returns the wire form of a plan of the job, with its checkpointing
+// and restart strategy.
+func (j *Job) graph(p *engine.Plan) *pluginpb.JobGraph {
+	g := p.Graph(Version)
+	if j.checkpointing != nil {
+		g.Checkpointing = proto.Clone(j.checkpointing).(*pluginpb.CheckpointConfig)
+	}
+	if j.restart != nil {
+		g.Restart = proto.Clone(j.restart).(*pluginpb.RestartStrategy)
+	}
+	return g
 }
 
 // Stream is a stream of records of type T in a job graph.
@@ -136,7 +258,14 @@ func add[T any](j *Job, kind string, stateful bool, inputs []engine.Edge, opts [
 	case o.uid != "" && j.uids[o.uid]:
 		j.errs = append(j.errs, fmt.Errorf("operator %s: uid %q is used twice", v.Name, o.uid))
 	case o.uid == "" && stateful:
-		j.errs = append(j.errs, fmt.Errorf("operator %s (%s) keeps state and needs a stable uid: add sdk.WithUID(...)", v.Name, kind))
+		what := "keeps state"
+		switch kind {
+		case kindSource:
+			what = "keeps its read positions in checkpoints"
+		case kindSink:
+			what = "keeps its pending transactions in checkpoints"
+		}
+		j.errs = append(j.errs, fmt.Errorf("operator %s (%s) %s and needs a stable uid: add sdk.WithUID(...)", v.Name, kind, what))
 	}
 	if o.uid != "" {
 		j.uids[o.uid] = true

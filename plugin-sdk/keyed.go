@@ -22,7 +22,7 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 			}
 			op.ctx = keyedCtx[K]{rt: op.runtime(), op: op}
 			if h, ok := fn.(TimerHandler[K, OUT]); ok {
-				op.keyedCore.onTimer = func(_ string, ts int64, _ TimeDomain) error {
+				op.onTimer = func(_ string, ts int64, _ TimeDomain) error {
 					op.c.ts = ts
 					if err := h.OnTimer(&op.ctx, ts, &op.c); err != nil {
 						return err
@@ -46,7 +46,12 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 			if c, ok := fn.(Closer); ok {
 				closeFn = c.Close
 			}
-			return &engine.Operator{Inputs: []any{engine.Output[IN](op)}, Close: closeFn}, nil
+			eop := &engine.Operator{Inputs: []any{engine.Output[IN](op)}, Close: closeFn}
+			if err := op.checkpoint(eop); err != nil {
+				_ = closeFn()
+				return nil, fmt.Errorf("%s: %w", tc.Vertex.Name, err)
+			}
+			return eop, nil
 		})
 }
 

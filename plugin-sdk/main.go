@@ -89,7 +89,7 @@ func Describe(job *Job, p int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return protojson.Marshal(plan.Graph(Version))
+	return protojson.Marshal(job.graph(plan))
 }
 
 // LocalOption configures RunLocal.

@@ -1,7 +1,9 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -219,8 +221,18 @@ func (in *unionInput[T]) End() error {
 	return u.out.End()
 }
 
-// SinkTo writes the records of s to sink.
+// SinkTo writes the records of s to sink. A TransactionalSink takes part
+// in checkpoints (it needs a UID): its output is committed when the
+// checkpoint after it completes, or at the end of input when the job does
+// not checkpoint.
 func SinkTo[T any](s *Stream[T], sink Sink[T], opts ...Option) {
+	if ts, ok := sink.(TransactionalSink[T]); ok {
+		add[struct{}](s.job, kindSink, true, []engine.Edge{s.edge()}, opts,
+			func(tc *engine.TaskContext, _ any) (*engine.Operator, error) {
+				return buildTxnSink(tc, ts)
+			})
+		return
+	}
 	add[struct{}](s.job, kindSink, false, []engine.Edge{s.edge()}, opts,
 		func(tc *engine.TaskContext, _ any) (*engine.Operator, error) {
 			w, err := sink.Open(tc.Ctx, taskInfo{tc})
@@ -266,7 +278,8 @@ func (t taskInfo) Subtask() int     { return t.tc.Subtask }
 func (t taskInfo) Parallelism() int { return t.tc.Parallelism }
 
 // FromSource adds a source to the job. WithWatermarks gives its records
-// event time.
+// event time. A source keeps the positions of its splits in checkpoints, so
+// it needs a UID (WithUID), by which a restore finds them.
 func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
 	o := options{}
 	for _, f := range opts {
@@ -281,13 +294,90 @@ func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
 			wm = &w
 		}
 	}
-	return add[T](job, kindSource, false, nil, opts,
+	return add[T](job, kindSource, true, nil, opts,
 		func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
 			o := out.(engine.Output[T])
-			return &engine.Operator{Run: func(ctx context.Context, idle func()) error {
-				return runSource(ctx, tc, src, wm, o, idle)
-			}}, nil
+			st := &sourceState[T]{}
+			if tc.Restored != nil {
+				if len(tc.Restored.KeyGroups) > 0 && !tc.AllowNonRestored {
+					return nil, fmt.Errorf("source %s: restore: keyed state for a source (another kind of operator had this uid?)", tc.Vertex.Name)
+				}
+				splits, err := decodeSplits(tc.Restored.Items)
+				if err != nil {
+					return nil, fmt.Errorf("source %s: restore: %w", tc.Vertex.Name, err)
+				}
+				st.restored = splits
+			}
+			return &engine.Operator{
+				Run: func(ctx context.Context, idle func()) error {
+					return runSource(ctx, tc, src, wm, o, idle, st)
+				},
+				Snapshot: st.snapshot,
+			}, nil
 		})
+}
+
+// sourceState is what a source subtask checkpoints: the splits of its
+// reader with their positions.
+type sourceState[T any] struct {
+	// restored holds the splits of a restore (nil: none, the subtask asks
+	// the source for its splits).
+	restored []Split
+	// mine are the subtask's splits until the reader is open.
+	mine []Split
+	r    Reader[T]
+	// ended says the reader read everything: nothing is left to resume.
+	ended bool
+}
+
+// snapshot encodes the reader's splits as the operator's items, which a
+// restore redistributes over the new subtasks.
+func (s *sourceState[T]) snapshot(engine.CheckpointOptions) (*engine.OperatorSnapshot, error) {
+	splits := s.mine
+	switch {
+	case s.ended:
+		splits = nil
+	case s.r != nil:
+		var err error
+		if splits, err = s.r.Snapshot(); err != nil {
+			return nil, fmt.Errorf("snapshot source: %w", err)
+		}
+	}
+	items := make([][]byte, len(splits))
+	for i, sp := range splits {
+		items[i] = encodeSplit(sp)
+	}
+	return &engine.OperatorSnapshot{Items: items}, nil
+}
+
+// The item of one split in a source's snapshot, version 1: the version
+// byte, the split's ID and State (each a uvarint length and the bytes).
+const splitItemVersion = 1
+
+func encodeSplit(sp Split) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(sp.ID)+len(sp.State))
+	b = append(b, splitItemVersion)
+	b = appendSnapBytes(b, []byte(sp.ID))
+	return appendSnapBytes(b, sp.State)
+}
+
+func decodeSplits(items [][]byte) ([]Split, error) {
+	splits := make([]Split, 0, len(items))
+	for i, it := range items {
+		r := snapReader{b: it}
+		if v := r.byte(); r.err == nil && v != splitItemVersion {
+			return nil, fmt.Errorf("split %d: %w: split format %d (this SDK reads %d)", i, errSnapshotVersion, v, splitItemVersion)
+		}
+		id, state := r.bytes(), r.bytes()
+		if r.err == nil && len(r.b) != 0 {
+			r.err = fmt.Errorf("%w: %d bytes after the split", errSnapshotCorrupt, len(r.b))
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("split %d: %w", i, r.err)
+		}
+		splits = append(splits, Split{ID: string(id), State: bytes.Clone(state)})
+	}
+	return splits, nil
 }
 
 // sourceCollector stamps records with event time and tracks the watermark
@@ -361,23 +451,39 @@ func (c *sourceCollector[T]) watermark(now time.Time) (wm int64, allIdle bool) {
 	return wm, allIdle
 }
 
-func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], strategy *WatermarkStrategy[T], out engine.Output[T], idle func()) (err error) {
+func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T], strategy *WatermarkStrategy[T], out engine.Output[T], idle func(), state *sourceState[T]) (err error) {
 	info := taskInfo{tc}
-	all, err := src.Splits(ctx, info)
-	if err != nil {
-		return fmt.Errorf("source %s: splits: %w", tc.Vertex.Name, err)
-	}
 	var mine []Split
-	for i, s := range all {
-		if i%tc.Parallelism == tc.Subtask {
-			mine = append(mine, s)
+	if state.restored != nil {
+		// A restore resumes the splits of the snapshot; a subtask that got
+		// none has nothing to read.
+		mine = state.restored
+	} else {
+		all, err := src.Splits(ctx, info)
+		if err != nil {
+			return fmt.Errorf("source %s: splits: %w", tc.Vertex.Name, err)
+		}
+		for i, s := range all {
+			if i%tc.Parallelism == tc.Subtask {
+				mine = append(mine, s)
+			}
 		}
 	}
+	state.mine = mine
 	r, err := src.Open(ctx, info, mine)
 	if err != nil {
 		return fmt.Errorf("source %s: open: %w", tc.Vertex.Name, err)
 	}
+	state.r = r
 	defer func() {
+		if !state.ended {
+			// What a later snapshot of the ended subtask (a stop with a
+			// savepoint) keeps.
+			if splits, serr := r.Snapshot(); serr == nil {
+				state.mine = splits
+			}
+		}
+		state.r = nil
 		if cerr := r.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("source %s: close: %w", tc.Vertex.Name, cerr)
 		}
@@ -435,13 +541,24 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 		if err := tc.RunDueTimers(); err != nil {
 			return err
 		}
-		switch st {
-		case Done:
+		if st == Done {
+			state.ended = true
 			// The final watermark fires every pending window and timer.
 			if err := out.Watermark(engine.MaxWatermark); err != nil {
 				return err
 			}
 			return out.End()
+		}
+		// A checkpoint is taken between reads: the reader's positions are
+		// those after the records it emitted.
+		stop, err := tc.PollCheckpoint()
+		if err != nil {
+			return err
+		}
+		if stop {
+			return stopSource(tc, out)
+		}
+		switch st {
 		case Idle:
 			idle()
 			wait := backoff
@@ -451,6 +568,7 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-tc.CheckpointWake():
 			case <-time.After(wait):
 			}
 			backoff = min(backoff*2, 20*time.Millisecond)
@@ -464,4 +582,17 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 			return ctx.Err()
 		}
 	}
+}
+
+// stopSource ends a source that a stop with a savepoint stopped, after its
+// barrier: with drain the final watermark fires every window and timer
+// downstream first; without, event time stays where it is, so that the
+// job resumes from the savepoint as if it had not stopped.
+func stopSource[T any](tc *engine.TaskContext, out engine.Output[T]) error {
+	if tc.StopDrain() {
+		if err := out.Watermark(engine.MaxWatermark); err != nil {
+			return err
+		}
+	}
+	return out.End()
 }

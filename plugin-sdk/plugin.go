@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,8 +97,11 @@ type preparedJob struct {
 
 // attemptRun is one deployed attempt of the job.
 type attemptRun struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	x        *engine.Executor
+	writer   *stateWriter
+	restorer *restorer // nil when the attempt starts empty
 }
 
 func newTaskExecutor(job *Job, log hclog.Logger, slogger *slog.Logger) *taskExecutor {
@@ -128,7 +132,7 @@ func (s *taskExecutor) Describe(_ context.Context, req *pluginpb.DescribeRequest
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "describe job %s at parallelism %d: %v", s.job.name, p, err)
 	}
-	return &pluginpb.DescribeResponse{Graph: plan.Graph(Version)}, nil
+	return &pluginpb.DescribeResponse{Graph: s.job.graph(plan)}, nil
 }
 
 // Prepare starts listening for data from the job's other plugin processes.
@@ -248,12 +252,33 @@ func (s *taskExecutor) Deploy(_ context.Context, req *pluginpb.DeployRequest) (*
 	ctx, cancel := context.WithCancel(context.Background())
 	run := &attemptRun{cancel: cancel, done: make(chan struct{})}
 	s.runs[attempt] = run
-	x := &engine.Executor{Plan: plan, JobID: jobID, Attempt: attempt, Exchange: s.prepared.x, OnState: s.onState}
-	s.log.Info("deploying", "job_id", jobID, "attempt", attempt, "tasks", len(keys), "parallelism", p)
+	// The state of the attempt's checkpoints goes to storage from the
+	// writer's goroutines; storage is opened there, so that a store that
+	// cannot be reached fails checkpoints, not the deployment.
+	run.writer = newStateWriter(ctx, req.GetCheckpoints(), len(keys), s.events.addAck)
+	if spec := req.GetRestore(); spec.GetUrl() != "" {
+		run.restorer = newRestorer(ctx, spec, plan, jobID, attempt, keys)
+	}
+	x := &engine.Executor{Plan: plan, JobID: jobID, Attempt: attempt, Exchange: s.prepared.x,
+		OnState: func(k engine.TaskKey, st engine.TaskState, err error) {
+			s.onState(k, st, err, st == engine.TaskFailed && run.restorer.restoreFailed(k, err))
+		},
+		Checkpointing:    req.GetCheckpoints() != "",
+		AllowNonRestored: req.GetRestore().GetAllowNonRestoredState(),
+		OnSnapshot:       run.writer.onSnapshot,
+		OnDecline:        run.writer.onDecline,
+	}
+	if run.restorer != nil {
+		x.Restore = run.restorer.restore
+	}
+	run.x = x
+	s.log.Info("deploying", "job_id", jobID, "attempt", attempt, "tasks", len(keys), "parallelism", p,
+		"checkpoints", req.GetCheckpoints(), "restore", req.GetRestore().GetUrl())
 	go func() {
 		defer close(run.done)
 		defer cancel()
 		err := x.Run(ctx, keys)
+		run.writer.close()
 		// The executor refuses some tasks before it runs any of them: a
 		// task must never be left without a final state.
 		cause := "the executor ended without running the task"
@@ -262,7 +287,7 @@ func (s *taskExecutor) Deploy(_ context.Context, req *pluginpb.DeployRequest) (*
 		}
 		for _, k := range keys {
 			if st, ok := s.events.state(k); !ok || !terminal(st) {
-				s.onState(k, engine.TaskFailed, errors.New(cause))
+				s.onState(k, engine.TaskFailed, errors.New(cause), run.restorer.restoreFailed(k, nil))
 			}
 		}
 		// Everything the tasks printed is in the pipe before this line.
@@ -279,18 +304,21 @@ func (s *taskExecutor) Deploy(_ context.Context, req *pluginpb.DeployRequest) (*
 	return &pluginpb.DeployResponse{}, nil
 }
 
-// onState is the executor's OnState: it must not block.
-func (s *taskExecutor) onState(k engine.TaskKey, st engine.TaskState, err error) {
+// onState records a task state change; restoreFailed marks a task that
+// failed because the checkpoint it restores from could not be read. It must
+// not block.
+func (s *taskExecutor) onState(k engine.TaskKey, st engine.TaskState, err error, restoreFailed bool) {
 	ev := &pluginpb.TaskEvent{
-		Task:  &pluginpb.TaskID{JobId: k.JobID, Chain: uint32(k.Chain), Subtask: uint32(k.Subtask), Attempt: k.Attempt},
-		State: wireState(st),
-		AtMs:  time.Now().UnixMilli(),
+		Task:          wireTask(k),
+		State:         wireState(st),
+		AtMs:          time.Now().UnixMilli(),
+		RestoreFailed: restoreFailed,
 	}
 	if err != nil {
 		ev.Error = err.Error()
 	}
 	if st == engine.TaskFailed {
-		s.log.Error("task failed", "task", k.String(), "error", ev.Error)
+		s.log.Error("task failed", "task", k.String(), "error", ev.Error, "restore_failed", restoreFailed)
 	} else {
 		s.log.Debug("task state", "task", k.String(), "state", st.String())
 	}
@@ -334,21 +362,66 @@ func (s *taskExecutor) Cancel(_ context.Context, req *pluginpb.CancelRequest) (*
 	return &pluginpb.CancelResponse{}, nil
 }
 
-// Events streams every task state change since the process started, then
-// the new ones as they happen, until the caller goes away. A subscriber
-// that connects late (or again) misses nothing.
+// Checkpoint passes a checkpoint's trigger, completion or abort to the
+// tasks of a deployed attempt. A trigger names the directory the tasks
+// write their state files to; every task acknowledges (or declines) on the
+// Events stream.
+func (s *taskExecutor) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest) (*pluginpb.CheckpointResponse, error) {
+	jobID, attempt, id := req.GetJobId(), req.GetAttempt(), req.GetCheckpointId()
+	s.mu.Lock()
+	var run *attemptRun
+	if s.prepared != nil && s.prepared.jobID == jobID {
+		run = s.runs[attempt]
+	}
+	s.mu.Unlock()
+	if run == nil {
+		return nil, status.Errorf(codes.NotFound, "checkpoint %d: job %s attempt %d is not deployed in this plugin process", id, jobID, attempt)
+	}
+	if id == 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "checkpoint of job %s attempt %d: checkpoint id is required", jobID, attempt)
+	}
+	switch req.GetAction() {
+	case pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER:
+		if req.GetUrl() == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "trigger checkpoint %d of job %s attempt %d: the directory url is required", id, jobID, attempt)
+		}
+		select {
+		case <-run.done:
+			return nil, status.Errorf(codes.FailedPrecondition, "trigger checkpoint %d: job %s attempt %d has ended in this plugin process", id, jobID, attempt)
+		default:
+		}
+		run.writer.triggered(id, req.GetUrl())
+		s.log.Debug("checkpoint triggered", "job_id", jobID, "attempt", attempt, "checkpoint_id", id, "url", req.GetUrl(), "savepoint", req.GetSavepoint())
+		run.x.TriggerCheckpoint(engine.CheckpointOptions{ID: id, TimestampMs: req.GetTimestampMs(),
+			Savepoint: req.GetSavepoint(), Stop: req.GetStop(), Drain: req.GetDrain()})
+	case pluginpb.CheckpointAction_CHECKPOINT_ACTION_COMPLETE:
+		run.writer.ended(id)
+		run.x.NotifyCheckpointComplete(id)
+	case pluginpb.CheckpointAction_CHECKPOINT_ACTION_ABORT:
+		run.writer.ended(id)
+		run.x.NotifyCheckpointAborted(id)
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "checkpoint %d of job %s attempt %d: unknown action %v", id, jobID, attempt, req.GetAction())
+	}
+	return &pluginpb.CheckpointResponse{}, nil
+}
+
+// Events streams every task state change since the process started, and
+// the recent checkpoint acknowledgements, then the new ones as they happen,
+// until the caller goes away. A subscriber that connects late (or again)
+// misses no state change.
 func (s *taskExecutor) Events(_ *pluginpb.EventsRequest, stream pluginpb.TaskExecutor_EventsServer) error {
 	ctx := stream.Context()
-	next := 0
+	var next uint64
 	for {
-		evs, changed := s.events.since(next)
+		evs, last, changed := s.events.since(next)
 		for _, ev := range evs {
 			if err := stream.Send(ev); err != nil {
 				return err
 			}
 		}
-		next += len(evs)
 		if len(evs) > 0 {
+			next = last + 1
 			continue
 		}
 		select {
@@ -385,15 +458,29 @@ func (s *taskExecutor) shutdown() {
 	}
 }
 
-// eventLog keeps every task event of the process in order, and the latest
-// state of every task. It holds a few events per task of one job attempt,
-// which is all a plugin process ever runs, so it is not trimmed.
+// eventLog keeps every task state event of the process in order, the
+// latest state of every task, and the most recent checkpoint
+// acknowledgements. A plugin process runs one job attempt, so the state
+// events are a few per task and are kept; acknowledgements come with every
+// checkpoint, and only the last maxAcks are: a subscriber that connects
+// late needs the state changes, and acknowledgements of checkpoints long
+// gone are of no use to anyone.
 type eventLog struct {
 	mu      sync.Mutex
-	events  []*pluginpb.TaskEvent
+	events  []loggedEvent
+	seq     uint64 // of the next event
+	acks    int    // acknowledgements in events
 	latest  map[engine.TaskKey]engine.TaskState
 	changed chan struct{} // closed and replaced when an event is added
 }
+
+type loggedEvent struct {
+	seq uint64
+	ev  *pluginpb.TaskEvent
+}
+
+// maxAcks is how many acknowledgements the event log keeps at least.
+const maxAcks = 1024
 
 func newEventLog() *eventLog {
 	return &eventLog{latest: map[engine.TaskKey]engine.TaskState{}, changed: make(chan struct{})}
@@ -402,21 +489,54 @@ func newEventLog() *eventLog {
 func (l *eventLog) add(k engine.TaskKey, st engine.TaskState, ev *pluginpb.TaskEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
 	l.latest[k] = st
+	l.appendLocked(ev)
+}
+
+// addAck adds an acknowledgement (or decline) of a checkpoint.
+func (l *eventLog) addAck(ev *pluginpb.TaskEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.acks++
+	if l.acks > 2*maxAcks {
+		// Drop the oldest acknowledgements, keeping maxAcks.
+		drop := l.acks - maxAcks
+		kept := l.events[:0]
+		for _, e := range l.events {
+			if drop > 0 && e.ev.GetAck() != nil {
+				drop--
+				continue
+			}
+			kept = append(kept, e)
+		}
+		clear(l.events[len(kept):])
+		l.events = kept
+		l.acks = maxAcks + 1
+	}
+	l.appendLocked(ev)
+}
+
+func (l *eventLog) appendLocked(ev *pluginpb.TaskEvent) {
+	l.events = append(l.events, loggedEvent{seq: l.seq, ev: ev})
+	l.seq++
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
 
-// since returns the events from index i on, and a channel closed when there
-// are more.
-func (l *eventLog) since(i int) ([]*pluginpb.TaskEvent, <-chan struct{}) {
+// since returns the events numbered seq or later, the number of the last,
+// and a channel closed when there are more.
+func (l *eventLog) since(seq uint64) ([]*pluginpb.TaskEvent, uint64, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if i >= len(l.events) {
-		return nil, l.changed
+	i := sort.Search(len(l.events), func(i int) bool { return l.events[i].seq >= seq })
+	if i == len(l.events) {
+		return nil, 0, l.changed
 	}
-	return l.events[i:len(l.events):len(l.events)], l.changed
+	evs := make([]*pluginpb.TaskEvent, 0, len(l.events)-i)
+	for _, e := range l.events[i:] {
+		evs = append(evs, e.ev)
+	}
+	return evs, l.events[len(l.events)-1].seq, l.changed
 }
 
 func (l *eventLog) state(k engine.TaskKey) (engine.TaskState, bool) {

@@ -34,8 +34,13 @@ type pluginHarness struct {
 	states map[string]pluginpb.TaskState
 	errs   map[string]string
 	// order records, per task, the states it went through.
-	order   map[string][]pluginpb.TaskState
-	changed chan struct{}
+	order map[string][]pluginpb.TaskState
+	// acks are the checkpoint acknowledgements (and declines), by task and
+	// checkpoint id.
+	acks map[string]map[uint64]*pluginpb.CheckpointAck
+	// restoreFailed are the tasks that failed with restore_failed set.
+	restoreFailed map[string]bool
+	changed       chan struct{}
 }
 
 func newPluginHarness(t *testing.T, job *Job) *pluginHarness {
@@ -57,7 +62,8 @@ func newPluginHarness(t *testing.T, job *Job) *pluginHarness {
 		t.Fatalf("dispensed %T, want *handshake.Client", raw)
 	}
 	h := &pluginHarness{t: t, client: c, states: map[string]pluginpb.TaskState{}, errs: map[string]string{},
-		order: map[string][]pluginpb.TaskState{}, changed: make(chan struct{})}
+		order: map[string][]pluginpb.TaskState{}, acks: map[string]map[uint64]*pluginpb.CheckpointAck{},
+		restoreFailed: map[string]bool{}, changed: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.Events(ctx, &pluginpb.EventsRequest{})
 	if err != nil {
@@ -74,9 +80,19 @@ func newPluginHarness(t *testing.T, job *Job) *pluginHarness {
 			h.mu.Lock()
 			k := pluginTaskName(ev.GetTask())
 			h.events = append(h.events, ev)
-			h.states[k] = ev.GetState()
-			h.errs[k] = ev.GetError()
-			h.order[k] = append(h.order[k], ev.GetState())
+			if ack := ev.GetAck(); ack != nil {
+				if h.acks[k] == nil {
+					h.acks[k] = map[uint64]*pluginpb.CheckpointAck{}
+				}
+				h.acks[k][ack.GetCheckpointId()] = ack
+			} else {
+				h.states[k] = ev.GetState()
+				h.errs[k] = ev.GetError()
+				h.order[k] = append(h.order[k], ev.GetState())
+				if ev.GetRestoreFailed() {
+					h.restoreFailed[k] = true
+				}
+			}
 			close(h.changed)
 			h.changed = make(chan struct{})
 			h.mu.Unlock()
@@ -246,7 +262,7 @@ func TestTaskExecutorDescribe(t *testing.T) {
 	}
 
 	bad := NewJob("bad")
-	Reduce(KeyBy(FromSource(bad, FromSlice([]int{1})), func(x int) int { return x }), func(a, b int) int { return a + b })
+	Reduce(KeyBy(FromSource(bad, FromSlice([]int{1}), WithUID("source")), func(x int) int { return x }), func(a, b int) int { return a + b })
 	h = newPluginHarness(t, bad)
 	_, err := h.client.Describe(context.Background(), &pluginpb.DescribeRequest{Parallelism: 1})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "needs a stable uid") {

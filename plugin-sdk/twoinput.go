@@ -66,6 +66,41 @@ func newKeyedCore[K comparable](tc *engine.TaskContext, keyCodec codec.Codec[K])
 // constructors reach the backend.
 func (c *keyedCore[K]) runtime() rtContext { return rtContext{tc: c.tc, be: c.be} }
 
+// checkpoint makes op, the operator of the core, take part in checkpoints:
+// its Snapshot writes the core's keyed state and timers by key group. When
+// the task restores, the restored key groups are read back now, so it must
+// be called after the operator's functions registered their states (after
+// Open). Restored processing-time timers are scheduled with the task.
+// Operator-level values that are not keyed (the watermark) start afresh,
+// as in Flink: the inputs bring the watermark again.
+func (c *keyedCore[K]) checkpoint(op *engine.Operator) error {
+	op.Snapshot = func(engine.CheckpointOptions) (*engine.OperatorSnapshot, error) {
+		groups, err := snapshotKeyed(c.be, c.timers)
+		if err != nil {
+			return nil, err
+		}
+		return &engine.OperatorSnapshot{KeyGroups: groups}, nil
+	}
+	r := c.tc.Restored
+	if r == nil {
+		return nil
+	}
+	if len(r.Items) > 0 && !c.tc.AllowNonRestored {
+		return fmt.Errorf("restore: %d items of operator state for a keyed operator (another kind of operator had this uid?)", len(r.Items))
+	}
+	if err := restoreKeyed(c.be, c.timers, r.KeyGroups, c.tc.AllowNonRestored); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	times := map[int64]bool{}
+	for t := range c.timers.processing.set {
+		if !times[t.ts] {
+			times[t.ts] = true
+			c.tc.AtProcessingTime(time.UnixMilli(t.ts), c.fireProcessing)
+		}
+	}
+	return nil
+}
+
 // setKey makes k the current key of the backend and of timers.
 func (c *keyedCore[K]) setKey(k K) error {
 	c.keyBuf = c.keyCodec.Append(c.keyBuf[:0], k)
@@ -247,10 +282,15 @@ func addTwoInput[K comparable, A, B, OUT any](a *KeyedStream[K, A], b *KeyedStre
 			if closeFn == nil {
 				closeFn = func() error { return nil }
 			}
-			return &engine.Operator{
+			eop := &engine.Operator{
 				Inputs: []any{engine.Output[A](firstInput[K, A, B, OUT]{op}), engine.Output[B](secondInput[K, A, B, OUT]{op})},
 				Close:  closeFn,
-			}, nil
+			}
+			if err := op.core.checkpoint(eop); err != nil {
+				_ = closeFn()
+				return nil, fmt.Errorf("%s: %w", tc.Vertex.Name, err)
+			}
+			return eop, nil
 		})
 }
 

@@ -101,7 +101,7 @@ func sumTicks(a, b tick) tick { return tick{Key: a.Key, V: a.V + b.V} }
 
 func tickJob() (*Job, *KeyedStream[string, tick]) {
 	job := NewJob("harness")
-	src := FromSource(job, FromSlice([]tick(nil)))
+	src := FromSource(job, FromSlice([]tick(nil)), WithUID("source"))
 	return job, KeyBy(src, func(x tick) string { return x.Key })
 }
 

@@ -541,6 +541,11 @@ func addWindow[K comparable, T, S, OUT any](ws *WindowedStream[K, T], kind strin
 			if closeFn == nil {
 				closeFn = func() error { return nil }
 			}
-			return &engine.Operator{Inputs: []any{engine.Output[T](&windowOp[K, T, S, OUT]{w: w, key: ks.key})}, Close: closeFn}, nil
+			eop := &engine.Operator{Inputs: []any{engine.Output[T](&windowOp[K, T, S, OUT]{w: w, key: ks.key})}, Close: closeFn}
+			if err := core.checkpoint(eop); err != nil {
+				_ = closeFn()
+				return nil, fmt.Errorf("%s: %w", tc.Vertex.Name, err)
+			}
+			return eop, nil
 		})
 }

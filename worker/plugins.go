@@ -66,6 +66,8 @@ type jobRun struct {
 
 	// Guarded by w.jobsMu.
 	tasks       map[taskKey]bool // the tasks deployed onto the process
+	acked       map[ackKey]bool  // acknowledgements relayed, against the plugin's replays
+	maxAcked    uint64           // the highest checkpoint id in acked
 	deploying   bool
 	deployed    bool
 	stopping    bool          // the worker ends the process: its exit is no crash
@@ -76,7 +78,7 @@ type jobRun struct {
 func (w *Worker) newJobRun(key jobKey) *jobRun {
 	return &jobRun{
 		w: w, key: key, log: w.log.With("job_id", key.id, "attempt", key.attempt),
-		ready: make(chan struct{}), tasks: map[taskKey]bool{}, ended: make(chan struct{}),
+		ready: make(chan struct{}), tasks: map[taskKey]bool{}, acked: map[ackKey]bool{}, ended: make(chan struct{}),
 		eventsDone: make(chan struct{}), exited: make(chan struct{}), outputEnd: make(chan struct{}),
 	}
 }
@@ -330,16 +332,21 @@ func (jr *jobRun) onEvent(ev *pluginpb.TaskEvent) {
 		jr.log.Warn("plugin reported a task of another job attempt", "task_job_id", t.GetJobId(), "task_attempt", t.GetAttempt())
 		return
 	}
+	if ack := ev.GetAck(); ack != nil {
+		jr.onAck(t, ack)
+		return
+	}
 	// pluginpb.TaskState and eddypb.TaskState share their numbers.
 	st := &eddypb.TaskStatus{JobId: t.GetJobId(), Attempt: t.GetAttempt(), Chain: t.GetChain(), Subtask: t.GetSubtask(),
-		State: eddypb.TaskState(ev.GetState()), Error: ev.GetError(), AtMs: ev.GetAtMs()}
+		State: eddypb.TaskState(ev.GetState()), Error: ev.GetError(), AtMs: ev.GetAtMs(), RestoreFailed: ev.GetRestoreFailed()}
 	w := jr.w
 	w.jobsMu.Lock()
 	changed := w.setTaskLocked(st)
 	allEnded := changed && jr.checkEndedLocked()
 	w.jobsMu.Unlock()
 	if changed && st.GetState() == eddypb.TaskState_TASK_STATE_FAILED {
-		jr.log.Warn("task failed", "chain", st.GetChain(), "subtask", st.GetSubtask(), "error", st.GetError())
+		jr.log.Warn("task failed", "chain", st.GetChain(), "subtask", st.GetSubtask(), "error", st.GetError(),
+			"restore_failed", st.GetRestoreFailed())
 	}
 	if allEnded {
 		// Nothing is left for the process to do, once its output is in.

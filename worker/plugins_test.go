@@ -88,6 +88,8 @@ type fakeCP struct {
 	heartbeat  []*eddypb.TaskStatus // the tasks of the last heartbeat
 	failReport int                  // fail this many ReportTasks calls first
 	badReports []string
+	acks       []*eddypb.AcknowledgeCheckpointRequest // in the order received
+	failAck    int                                    // fail this many AcknowledgeCheckpoint calls first
 }
 
 func startFakeCP(t *testing.T) *fakeCP {
@@ -127,6 +129,17 @@ func (cp *fakeCP) ReportTasks(_ context.Context, req *eddypb.ReportTasksRequest)
 	}
 	cp.reports = append(cp.reports, req.GetTasks()...)
 	return &eddypb.ReportTasksResponse{}, nil
+}
+
+func (cp *fakeCP) AcknowledgeCheckpoint(_ context.Context, req *eddypb.AcknowledgeCheckpointRequest) (*eddypb.AcknowledgeCheckpointResponse, error) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.failAck > 0 {
+		cp.failAck--
+		return nil, status.Error(codes.Unavailable, "no leader: the control plane has no quorum")
+	}
+	cp.acks = append(cp.acks, req)
+	return &eddypb.AcknowledgeCheckpointResponse{}, nil
 }
 
 // states returns, per task of a job attempt ("chain/subtask"), the states
@@ -292,6 +305,13 @@ func (e *env) prepare(job string, attempt uint64, ref *eddypb.ArtifactRef, args 
 // parallelism p, onto this worker.
 func (e *env) deployAll(job string, attempt uint64, p uint32, dataAddr string, args ...string) []*eddypb.TaskRef {
 	e.t.Helper()
+	return e.deployWith(job, attempt, p, dataAddr, nil, args...)
+}
+
+// deployWith is deployAll with the request edited by edit before it is
+// sent.
+func (e *env) deployWith(job string, attempt uint64, p uint32, dataAddr string, edit func(*eddypb.DeployTasksRequest), args ...string) []*eddypb.TaskRef {
+	e.t.Helper()
 	cmd := exec.Command(jobBinary(e.t), args...)
 	cmd.Env = append(os.Environ(), "EDDY_DESCRIBE=1", "EDDY_PARALLELISM="+strconv.Itoa(int(p)))
 	out, err := cmd.Output()
@@ -308,6 +328,9 @@ func (e *env) deployAll(job string, attempt uint64, p uint32, dataAddr string, a
 			req.Tasks = append(req.Tasks, &eddypb.TaskRef{Chain: c.GetId(), Subtask: s})
 			req.Placement = append(req.Placement, &eddypb.TaskPlacement{Chain: c.GetId(), Subtask: s, DataAddr: dataAddr})
 		}
+	}
+	if edit != nil {
+		edit(req)
 	}
 	if _, err := e.ws.DeployTasks(context.Background(), req); err != nil {
 		e.t.Fatalf("deploy job %s: %v", job, err)

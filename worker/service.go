@@ -112,7 +112,7 @@ func (s *service) DeployTasks(ctx context.Context, req *eddypb.DeployTasksReques
 		return nil, err
 	}
 	preq := &pluginpb.DeployRequest{JobId: key.id, Attempt: key.attempt, Args: req.GetArgs(), Config: req.GetConfig(),
-		Parallelism: req.GetParallelism()}
+		Parallelism: req.GetParallelism(), Restore: req.GetRestore(), Checkpoints: req.GetCheckpoints()}
 	keys := make([]taskKey, 0, len(req.GetTasks()))
 	for _, t := range req.GetTasks() {
 		preq.Tasks = append(preq.Tasks, &pluginpb.TaskID{JobId: key.id, Attempt: key.attempt, Chain: t.GetChain(), Subtask: t.GetSubtask()})
@@ -167,11 +167,46 @@ func (s *service) DeployTasks(ctx context.Context, req *eddypb.DeployTasksReques
 	}
 	allEnded := jr.checkEndedLocked()
 	w.jobsMu.Unlock()
-	jr.log.Info("tasks deployed", "tasks", len(keys), "parallelism", req.GetParallelism())
+	jr.log.Info("tasks deployed", "tasks", len(keys), "parallelism", req.GetParallelism(),
+		"checkpoints", req.GetCheckpoints(), "restore", req.GetRestore().GetUrl())
 	if allEnded {
 		go jr.stop(true)
 	}
 	return &eddypb.DeployTasksResponse{}, nil
+}
+
+// checkpointTimeout bounds the plugin's Checkpoint call, which only
+// passes the request on to the tasks.
+const checkpointTimeout = 10 * time.Second
+
+// Checkpoint passes a checkpoint's trigger, completion or abort to the
+// plugin of the job attempt. The tasks' acknowledgements come back on the
+// plugin's events and go to the control plane (AcknowledgeCheckpoint). A
+// job attempt the worker does not run is NotFound.
+func (s *service) Checkpoint(ctx context.Context, req *pluginpb.CheckpointRequest) (*pluginpb.CheckpointResponse, error) {
+	w := s.w
+	key := jobKey{id: req.GetJobId(), attempt: req.GetAttempt()}
+	w.jobsMu.Lock()
+	jr := w.jobs[key]
+	w.jobsMu.Unlock()
+	if jr == nil {
+		return nil, status.Errorf(codes.NotFound, "checkpoint %d: %s does not run on this worker", req.GetCheckpointId(), key)
+	}
+	select {
+	case <-jr.ready:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	if jr.err != nil {
+		return nil, status.Errorf(codes.NotFound, "checkpoint %d: %s could not be prepared on this worker: %v", req.GetCheckpointId(), key, jr.err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, checkpointTimeout)
+	defer cancel()
+	if _, err := jr.exec.Checkpoint(cctx, req); err != nil {
+		st := status.Convert(err)
+		return nil, status.Errorf(st.Code(), "checkpoint %d of %s: %s", req.GetCheckpointId(), key, st.Message())
+	}
+	return &pluginpb.CheckpointResponse{}, nil
 }
 
 // CancelTasks cancels the tasks of a job attempt (of every attempt when

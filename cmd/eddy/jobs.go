@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/api"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -74,12 +76,26 @@ func newInfoCmd(g *globals) *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			// The checkpoint view is best effort: info works without it.
+			cps, cpErr := c.Checkpoints(cmd.Context(), args[0])
 			if g.json {
-				return printJSON(w, j)
+				if cpErr != nil {
+					return printJSON(w, j)
+				}
+				return printJSON(w, struct {
+					api.Job
+					CheckpointStats api.Checkpoints `json:"checkpoint_stats"`
+				}{j, cps})
 			}
 			fmt.Fprintf(w, "Job:          %s\nName:         %s\nStatus:       %s\n", j.ID, j.Name, j.Status)
 			if j.StatusReason != "" {
 				fmt.Fprintf(w, "Reason:       %s\n", j.StatusReason)
+			}
+			if j.Restarts > 0 {
+				fmt.Fprintf(w, "Restarts:     %d (attempt %d), last cause: %s\n", j.Restarts, j.Attempt, j.Failure)
+			}
+			if j.RestoredCheckpoint != 0 {
+				fmt.Fprintf(w, "Restored:     checkpoint %d\n", j.RestoredCheckpoint)
 			}
 			fmt.Fprintf(w, "Parallelism:  %d (max %d)\nSubmitted:    %s\nUpdated:      %s\n",
 				j.Parallelism, j.MaxParallelism, j.SubmittedAt.Format(time.RFC3339), j.UpdatedAt.Format(time.RFC3339))
@@ -105,6 +121,36 @@ func newInfoCmd(g *globals) *cobra.Command {
 				if err := table(w, "OPERATORS\tSUBTASK\tWORKER\tSTATE\tERROR", rows); err != nil {
 					return err
 				}
+			}
+			if cpErr == nil && cps.Config != nil {
+				fmt.Fprintf(w, "\nCheckpointing: every %s, timeout %s, retain %d, %d failures tolerated; restart: %s",
+					time.Duration(cps.Config.IntervalMs)*time.Millisecond, time.Duration(cps.Config.TimeoutMs)*time.Millisecond,
+					cps.Config.Retain, cps.Config.TolerableFailures, cps.Config.Restart.Strategy)
+				if cps.Config.Restart.Strategy != "none" {
+					if cps.Config.Restart.MaxAttempts == 0 {
+						fmt.Fprint(w, " (no limit)")
+					} else {
+						fmt.Fprintf(w, " (at most %d)", cps.Config.Restart.MaxAttempts)
+					}
+				}
+				fmt.Fprintf(w, "\nCheckpoints:   %d completed, %d failed, %d in progress\n", cps.Counts.Completed, cps.Counts.Failed, cps.Counts.InProgress)
+				if cps.Latest != nil {
+					fmt.Fprintf(w, "Latest:        %d, %s in %s at %s\n               %s\n", cps.Latest.ID, humanBytes(cps.Latest.SizeBytes),
+						time.Duration(cps.Latest.DurationMs)*time.Millisecond, cps.Latest.CompletedAt.Format(time.RFC3339), cps.Latest.URL)
+				}
+				if len(cps.History) > 0 {
+					fmt.Fprintln(w, "\nRecent checkpoints:")
+					var rows [][]string
+					for i, cp := range cps.History {
+						if i == 10 {
+							break
+						}
+						rows = append(rows, []string{fmt.Sprint(cp.ID), cp.Status, cp.TriggeredAt.Format(time.RFC3339),
+							(time.Duration(cp.DurationMs) * time.Millisecond).String(), fmt.Sprint(cp.SizeBytes), cp.Failure})
+					}
+					return table(w, "ID\tSTATUS\tTRIGGERED\tDURATION\tBYTES\tFAILURE", rows)
+				}
+				return nil
 			}
 			if len(j.Checkpoints) > 0 {
 				fmt.Fprintln(w, "\nCheckpoints:")

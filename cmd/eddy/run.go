@@ -18,6 +18,7 @@ import (
 
 	"github.com/eddy-streams/eddy/api"
 	"github.com/eddy-streams/eddy/client"
+	"github.com/eddy-streams/eddy/controlplane/jobmanager"
 )
 
 type runFlags struct {
@@ -25,6 +26,33 @@ type runFlags struct {
 	name        string
 	jobID       string
 	detach      bool
+	// checkpointInterval and restartAttempts override the job's own, when
+	// set (JobSpec.config).
+	checkpointInterval string
+	restartAttempts    string
+}
+
+// config returns the job configuration the flags set.
+func (f runFlags) config() (map[string]string, error) {
+	cfg := map[string]string{}
+	if f.checkpointInterval != "" {
+		if f.checkpointInterval != "0" {
+			if d, err := time.ParseDuration(f.checkpointInterval); err != nil || d < 0 {
+				return nil, fmt.Errorf("--checkpoint-interval %q: want a duration such as 10s, or 0", f.checkpointInterval)
+			}
+		}
+		cfg[jobmanager.ConfigCheckpointInterval] = f.checkpointInterval
+	}
+	if f.restartAttempts != "" {
+		if _, err := strconv.ParseUint(f.restartAttempts, 10, 32); err != nil {
+			return nil, fmt.Errorf("--restart-attempts %q: want a number of restarts (0: no limit)", f.restartAttempts)
+		}
+		cfg[jobmanager.ConfigRestartAttempts] = f.restartAttempts
+	}
+	if len(cfg) == 0 {
+		return nil, nil
+	}
+	return cfg, nil
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -64,6 +92,8 @@ with --detach). Arguments after -- are passed to the job binary.`,
 	fl.StringVar(&f.name, "name", "", "the job's name (default: the name the job gives itself)")
 	fl.StringVar(&f.jobID, "job-id", "", "choose the job id (default: a new one); resubmitting the same id is refused")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "return once the job is submitted")
+	fl.StringVar(&f.checkpointInterval, "checkpoint-interval", "", "override the job's checkpoint interval (e.g. 5s; 0 stops periodic checkpoints); the job must checkpoint")
+	fl.StringVar(&f.restartAttempts, "restart-attempts", "", "override how many times a failed job restarts before it fails (0: no limit)")
 	return cmd
 }
 
@@ -117,6 +147,10 @@ func submitArtifact(ctx context.Context, c *client.Client, path string, args []s
 	if f.parallelism < 1 {
 		return api.Job{}, fmt.Errorf("-p %d: want at least 1", f.parallelism)
 	}
+	cfg, err := f.config()
+	if err != nil {
+		return api.Job{}, err
+	}
 	graph, err := describe(ctx, path, args, f.parallelism)
 	if err != nil {
 		return api.Job{}, err
@@ -127,7 +161,7 @@ func submitArtifact(ctx context.Context, c *client.Client, path string, args []s
 		return api.Job{}, fmt.Errorf("upload %s: %w", path, err)
 	}
 	return c.Submit(ctx, api.SubmitJob{
-		JobID: f.jobID, Name: f.name, Artifact: &a, Graph: graph, Args: args,
+		JobID: f.jobID, Name: f.name, Artifact: &a, Graph: graph, Args: args, Config: cfg,
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/eddy-streams/eddy/api"
 	"github.com/eddy-streams/eddy/controlplane"
+	"github.com/eddy-streams/eddy/controlplane/jobmanager"
 	"github.com/eddy-streams/eddy/proto/eddypb"
 	"github.com/eddy-streams/eddy/proto/pluginpb"
 )
@@ -27,6 +28,7 @@ type Backend interface {
 	SubmitJob(context.Context, *eddypb.SubmitJobRequest) (*eddypb.SubmitJobResponse, error)
 	CancelJob(context.Context, *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error)
 	GetJob(context.Context, *eddypb.GetJobRequest) (*eddypb.GetJobResponse, error)
+	TriggerCheckpoint(context.Context, *eddypb.TriggerCheckpointRequest) (*eddypb.TriggerCheckpointResponse, error)
 	ListJobs(context.Context, *eddypb.ListJobsRequest) (*eddypb.ListJobsResponse, error)
 	ListWorkers(context.Context, *eddypb.ListWorkersRequest) (*eddypb.ListWorkersResponse, error)
 	Overview(context.Context, *eddypb.OverviewRequest) (*eddypb.OverviewResponse, error)
@@ -53,6 +55,8 @@ func New(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/jobs", d.submitJob)
 	mux.HandleFunc("GET /v1/jobs/{id}", d.getJob)
 	mux.HandleFunc("PATCH /v1/jobs/{id}", d.patchJob)
+	mux.HandleFunc("GET /v1/jobs/{id}/checkpoints", d.getCheckpoints)
+	mux.HandleFunc("POST /v1/jobs/{id}/checkpoints", d.triggerCheckpoint)
 	mux.HandleFunc("GET /v1/workers", d.listWorkers)
 	mux.HandleFunc("GET /v1/cluster", d.cluster)
 	mux.HandleFunc("POST /v1/cluster/members", d.join)
@@ -247,12 +251,100 @@ func (d *dispatcher) getJob(w http.ResponseWriter, r *http.Request) {
 		j.Execution = append(j.Execution, ts)
 	}
 	for _, c := range resp.Checkpoints {
-		j.Checkpoints = append(j.Checkpoints, api.Checkpoint{
-			ID: c.CheckpointId, URL: c.Url, SizeBytes: c.SizeBytes, Savepoint: c.Savepoint,
-			TriggeredAt: time.UnixMilli(c.TriggeredAtMs).UTC(), CompletedAt: time.UnixMilli(c.CompletedAtMs).UTC(),
-		})
+		j.Checkpoints = append(j.Checkpoints, Checkpoint(c))
 	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+func (d *dispatcher) getCheckpoints(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.GetJob(r.Context(), &eddypb.GetJobRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Checkpoints(resp))
+}
+
+func (d *dispatcher) triggerCheckpoint(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.TriggerCheckpoint(r.Context(), &eddypb.TriggerCheckpointRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+r.PathValue("id")+"/checkpoints")
+	writeJSON(w, http.StatusAccepted, api.TriggeredCheckpoint{ID: resp.CheckpointId})
+}
+
+// Checkpoint converts a checkpoint record to its REST shape.
+func Checkpoint(c *eddypb.CheckpointRecord) api.Checkpoint {
+	out := api.Checkpoint{
+		ID: c.CheckpointId, URL: c.Url, SizeBytes: c.SizeBytes, Savepoint: c.Savepoint,
+		TriggeredAt: time.UnixMilli(c.TriggeredAtMs).UTC(),
+		Status:      strings.TrimPrefix(c.Status.String(), "CHECKPOINT_STATUS_"), DurationMs: c.DurationMs,
+		Failure: c.Failure, Attempt: c.Attempt, Manual: c.Manual,
+	}
+	if c.CompletedAtMs != 0 {
+		out.CompletedAt = time.UnixMilli(c.CompletedAtMs).UTC()
+	}
+	if c.Status == eddypb.CheckpointStatus_CHECKPOINT_STATUS_UNSPECIFIED {
+		out.Status = ""
+	}
+	return out
+}
+
+// Checkpoints converts a job's checkpoint bookkeeping to the REST shape of
+// GET /v1/jobs/{id}/checkpoints.
+func Checkpoints(resp *eddypb.GetJobResponse) api.Checkpoints {
+	st := resp.CheckpointStats
+	out := api.Checkpoints{Retained: []api.Checkpoint{}, History: []api.Checkpoint{}}
+	if st != nil {
+		out.Counts = api.CheckpointCounts{Completed: st.Completed, Failed: st.Failed, ConsecutiveFailures: st.ConsecutiveFailures}
+		if st.InProgress != nil {
+			out.Counts.InProgress = 1
+			p := Checkpoint(st.InProgress)
+			out.InProgress = &p
+			out.History = append(out.History, p)
+		}
+		for i := len(st.History) - 1; i >= 0; i-- {
+			out.History = append(out.History, Checkpoint(st.History[i]))
+		}
+		for _, r := range st.Retained {
+			out.Retained = append(out.Retained, Checkpoint(r))
+		}
+		if n := len(st.Retained); n > 0 {
+			l := Checkpoint(st.Retained[n-1])
+			out.Latest = &l
+		}
+	}
+	if g, err := jobmanager.ParseGraph(resp.Job.GetSpec().GetGraph()); err == nil {
+		if c, err := jobmanager.CheckpointConfig(resp.Job.Spec, g); err == nil && c != nil {
+			out.Config = &api.CheckpointConfig{
+				IntervalMs: c.IntervalMs, TimeoutMs: c.TimeoutMs, MinPauseMs: c.MinPauseMs,
+				TolerableFailures: c.TolerableFailures, Retain: c.Retain,
+			}
+			if st != nil && st.InProgress != nil {
+				out.Config.Dir = strings.TrimSuffix(st.InProgress.Url, fmt.Sprintf("/chk-%d", st.InProgress.CheckpointId))
+			} else if out.Latest != nil {
+				out.Config.Dir = strings.TrimSuffix(out.Latest.URL, fmt.Sprintf("/chk-%d", out.Latest.ID))
+			}
+			if r, err := jobmanager.RestartStrategy(resp.Job.Spec, g); err == nil {
+				out.Config.Restart = RestartConfig(r)
+			}
+		}
+	}
+	return out
+}
+
+// RestartConfig converts a restart strategy to its REST shape.
+func RestartConfig(r *pluginpb.RestartStrategy) api.RestartConfig {
+	out := api.RestartConfig{Strategy: "none"}
+	switch r.Kind {
+	case pluginpb.RestartStrategy_KIND_FIXED_DELAY:
+		out = api.RestartConfig{Strategy: "fixed-delay", MaxAttempts: r.MaxAttempts, DelayMs: r.DelayMs}
+	case pluginpb.RestartStrategy_KIND_EXPONENTIAL_BACKOFF:
+		out = api.RestartConfig{Strategy: "exponential-backoff", MaxAttempts: r.MaxAttempts, DelayMs: r.DelayMs, MaxDelayMs: r.MaxDelayMs, Multiplier: r.Multiplier}
+	}
+	return out
 }
 
 func (d *dispatcher) patchJob(w http.ResponseWriter, r *http.Request) {
@@ -354,6 +446,11 @@ func Job(j *eddypb.Job) api.Job {
 		Args: s.Args, Config: s.Config,
 		SubmittedAt: time.UnixMilli(j.SubmittedAtMs).UTC(), UpdatedAt: time.UnixMilli(j.UpdatedAtMs).UTC(),
 		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex, Attempt: j.Attempt,
+		Restarts: j.Restarts, Failure: j.Failure, RestoredCheckpoint: j.RestoredCheckpointId,
+	}
+	if j.FailureAtMs != 0 {
+		t := time.UnixMilli(j.FailureAtMs).UTC()
+		out.FailureAt = &t
 	}
 	if a := s.Artifact; a != nil {
 		out.Artifact = &api.Artifact{SHA256: a.Sha256, URL: a.Url, Size: a.Size}

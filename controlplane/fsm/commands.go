@@ -26,6 +26,10 @@ const (
 	CmdCompleteCheckpoint CommandType = 10 // eddypb.CompleteCheckpointCommand
 	CmdUpdateTasks        CommandType = 11 // eddypb.UpdateTasksCommand
 	CmdStartAttempt       CommandType = 12 // eddypb.StartAttemptCommand
+	CmdTriggerCheckpoint  CommandType = 13 // eddypb.TriggerCheckpointCommand
+	CmdFailCheckpoint     CommandType = 14 // eddypb.FailCheckpointCommand
+	CmdDiscardCheckpoint  CommandType = 15 // eddypb.DiscardCheckpointCommand
+	CmdRestartJob         CommandType = 16 // eddypb.RestartJobCommand
 )
 
 func (t CommandType) String() string {
@@ -54,6 +58,14 @@ func (t CommandType) String() string {
 		return "update_tasks"
 	case CmdStartAttempt:
 		return "start_attempt"
+	case CmdTriggerCheckpoint:
+		return "trigger_checkpoint"
+	case CmdFailCheckpoint:
+		return "fail_checkpoint"
+	case CmdDiscardCheckpoint:
+		return "discard_checkpoint"
+	case CmdRestartJob:
+		return "restart_job"
 	}
 	return fmt.Sprintf("command(%d)", uint8(t))
 }
@@ -95,6 +107,14 @@ func commandFor(t CommandType) proto.Message {
 		return &eddypb.UpdateTasksCommand{}
 	case CmdStartAttempt:
 		return &eddypb.StartAttemptCommand{}
+	case CmdTriggerCheckpoint:
+		return &eddypb.TriggerCheckpointCommand{}
+	case CmdFailCheckpoint:
+		return &eddypb.FailCheckpointCommand{}
+	case CmdDiscardCheckpoint:
+		return &eddypb.DiscardCheckpointCommand{}
+	case CmdRestartJob:
+		return &eddypb.RestartJobCommand{}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -107,6 +108,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = next.applyUpdateTasks(c)
 	case *eddypb.StartAttemptCommand:
 		err = next.applyStartAttempt(c, l.Index)
+	case *eddypb.TriggerCheckpointCommand:
+		err = next.applyTriggerCheckpoint(c)
+	case *eddypb.FailCheckpointCommand:
+		err = next.applyFailCheckpoint(c)
+	case *eddypb.DiscardCheckpointCommand:
+		err = next.applyDiscardCheckpoint(c)
+	case *eddypb.RestartJobCommand:
+		err = next.applyRestartJob(c, l.Index)
 	default:
 		panic(fmt.Sprintf("fsm: no apply for %s", t))
 	}
@@ -191,6 +200,7 @@ func (s *State) applyUpdateJobStatus(c *eddypb.UpdateJobStatusCommand, index uin
 	s.jobs[id] = nj
 	if Terminal(c.Status) {
 		delete(s.assignments, id)
+		s.abortCheckpoint(id, "aborted: job "+strings.TrimPrefix(c.Status.String(), "JOB_STATUS_"), c.AtMs)
 	}
 	return nil
 }
@@ -216,8 +226,10 @@ func (s *State) applyStartAttempt(c *eddypb.StartAttemptCommand, index uint64) e
 	nj.StatusReason = c.Reason
 	nj.UpdatedAtMs = c.AtMs
 	nj.ModifyIndex = index
+	nj.RestoredCheckpointId = c.RestoreCheckpointId
 	s.jobs[id] = nj
 	delete(s.tasks, id)
+	s.abortCheckpoint(id, fmt.Sprintf("aborted: attempt %d started", c.Attempt), c.AtMs)
 	return nil
 }
 
@@ -352,7 +364,7 @@ func (s *State) applyAssignSlots(c *eddypb.AssignSlotsCommand, index uint64) err
 		taken[k] = true
 	}
 	s.assignments[id] = c.Assignments
-	if j.Status == eddypb.JobStatus_JOB_STATUS_CREATED {
+	if j.Status == eddypb.JobStatus_JOB_STATUS_CREATED || j.Status == eddypb.JobStatus_JOB_STATUS_RESTARTING {
 		nj := proto.CloneOf(j)
 		nj.Status = eddypb.JobStatus_JOB_STATUS_SCHEDULED
 		nj.StatusReason = ""
@@ -365,20 +377,6 @@ func (s *State) applyAssignSlots(c *eddypb.AssignSlotsCommand, index uint64) err
 
 func (s *State) applyReleaseSlots(c *eddypb.ReleaseSlotsCommand) error {
 	delete(s.assignments, controlplane.JobID(c.JobId))
-	return nil
-}
-
-func (s *State) applyCompleteCheckpoint(c *eddypb.CompleteCheckpointCommand) error {
-	cp := c.Checkpoint
-	id := controlplane.JobID(cp.GetJobId())
-	if _, ok := s.jobs[id]; !ok {
-		return fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
-	}
-	list := append(slices.Clone(s.checkpoints[id]), cp)
-	if c.Retain > 0 && len(list) > int(c.Retain) {
-		list = list[len(list)-int(c.Retain):]
-	}
-	s.checkpoints[id] = list
 	return nil
 }
 

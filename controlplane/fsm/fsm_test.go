@@ -129,23 +129,48 @@ func releaseSlots(job string) command {
 	return command{fsm.CmdReleaseSlots, &eddypb.ReleaseSlotsCommand{JobId: job, AtMs: 1}}
 }
 
+// checkpoint is the record of a job's checkpoint id (of attempt 0) after
+// triggerCheckpoint and completeCheckpoint of it.
 func checkpoint(job string, id uint64) *eddypb.CheckpointRecord {
 	return &eddypb.CheckpointRecord{
-		JobId: job, CheckpointId: id, Url: fmt.Sprintf("s3://cp/%s/%d", job, id),
+		JobId: job, CheckpointId: id, Url: fmt.Sprintf("s3://cp/%s/chk-%d", job, id),
 		SizeBytes: int64(id) * 100, TriggeredAtMs: int64(id) * 10, CompletedAtMs: int64(id)*10 + 5,
+		Status: eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED, Attempt: 0, DurationMs: 5,
 	}
 }
 
+// triggerCheckpoint starts cp (which must be the job's next id).
+func triggerCheckpoint(cp *eddypb.CheckpointRecord) command {
+	return command{fsm.CmdTriggerCheckpoint, &eddypb.TriggerCheckpointCommand{
+		JobId: cp.JobId, Attempt: cp.Attempt, AtMs: cp.TriggeredAtMs, Url: "s3://cp/" + cp.JobId, Manual: cp.Manual,
+	}}
+}
+
+// completeCheckpoint completes cp, which must be in progress.
 func completeCheckpoint(cp *eddypb.CheckpointRecord, retain uint32) command {
-	return command{fsm.CmdCompleteCheckpoint, &eddypb.CompleteCheckpointCommand{Checkpoint: cp, Retain: retain}}
+	return command{fsm.CmdCompleteCheckpoint, &eddypb.CompleteCheckpointCommand{Checkpoint: &eddypb.CheckpointRecord{
+		JobId: cp.JobId, CheckpointId: cp.CheckpointId, Attempt: cp.Attempt, SizeBytes: cp.SizeBytes, CompletedAtMs: cp.CompletedAtMs,
+	}, Retain: retain}}
+}
+
+func failCheckpoint(job string, id uint64, failure string, atMs int64) command {
+	return command{fsm.CmdFailCheckpoint, &eddypb.FailCheckpointCommand{JobId: job, CheckpointId: id, Failure: failure, AtMs: atMs}}
+}
+
+func discardCheckpoint(job string, id uint64, reason string) command {
+	return command{fsm.CmdDiscardCheckpoint, &eddypb.DiscardCheckpointCommand{JobId: job, CheckpointId: id, Reason: reason, AtMs: 1}}
+}
+
+func restartJob(job string, attempt uint64, reason string, atMs int64) command {
+	return command{fsm.CmdRestartJob, &eddypb.RestartJobCommand{JobId: job, Attempt: attempt, Reason: reason, AtMs: atMs}}
 }
 
 // seeded returns an FSM with a cluster, two members, four jobs, two workers,
 // slot assignments and checkpoints, and the next free index:
 //
-//	j1 SCHEDULED on w1/0 and w1/1, two checkpoints
+//	j1 SCHEDULED on w1/0 and w1/1
 //	j2 CREATED
-//	j3 RUNNING on w2/0
+//	j3 RUNNING on w2/0, two checkpoints
 //	j4 FINISHED
 //	w1 alive, 3 slots, instance w1-a
 //	w2 alive, 2 slots, instance w2-a
@@ -166,8 +191,10 @@ func seeded(t *testing.T) (*fsm.FSM, uint64) {
 		assignSlots("j3", 121, slot("j3", "w2", 0)),
 		jobStatus("j3", eddypb.JobStatus_JOB_STATUS_RUNNING, 122),
 		jobStatus("j4", eddypb.JobStatus_JOB_STATUS_FINISHED, 123),
-		completeCheckpoint(checkpoint("j1", 1), 0),
-		completeCheckpoint(checkpoint("j1", 2), 0),
+		triggerCheckpoint(checkpoint("j3", 1)),
+		completeCheckpoint(checkpoint("j3", 1), 0),
+		triggerCheckpoint(checkpoint("j3", 2)),
+		completeCheckpoint(checkpoint("j3", 2), 0),
 	)
 	return f, next
 }
@@ -184,6 +211,7 @@ type view struct {
 	all         []*eddypb.SlotAssignment
 	assignments map[string][]*eddypb.SlotAssignment
 	checkpoints map[string][]*eddypb.CheckpointRecord
+	cpStats     map[string][]*eddypb.JobCheckpoints
 }
 
 func cloneAll[M proto.Message](ms []M) []M {
@@ -205,6 +233,7 @@ func capture(s *fsm.State) view {
 		all:         cloneAll(s.AllAssignments()),
 		assignments: map[string][]*eddypb.SlotAssignment{},
 		checkpoints: map[string][]*eddypb.CheckpointRecord{},
+		cpStats:     map[string][]*eddypb.JobCheckpoints{},
 	}
 	for _, j := range s.Jobs() {
 		id := j.GetSpec().GetJobId()
@@ -213,6 +242,9 @@ func capture(s *fsm.State) view {
 		}
 		if cps := s.Checkpoints(controlplane.JobID(id)); len(cps) > 0 {
 			v.checkpoints[id] = cloneAll(cps)
+		}
+		if st := s.CheckpointStats(controlplane.JobID(id)); st != nil {
+			v.cpStats[id] = []*eddypb.JobCheckpoints{proto.CloneOf(st)}
 		}
 	}
 	return v
@@ -255,6 +287,9 @@ func diff(want, got view) []string {
 	}
 	if !equalMessageMaps(want.checkpoints, got.checkpoints) {
 		d = append(d, fmt.Sprintf("checkpoints:\nwant %v\ngot  %v", want.checkpoints, got.checkpoints))
+	}
+	if !equalMessageMaps(want.cpStats, got.cpStats) {
+		d = append(d, fmt.Sprintf("checkpoint stats:\nwant %v\ngot  %v", want.cpStats, got.cpStats))
 	}
 	return d
 }
@@ -333,6 +368,10 @@ func TestCommandTypeString(t *testing.T) {
 		{fsm.CmdAssignSlots, "assign_slots"},
 		{fsm.CmdReleaseSlots, "release_slots"},
 		{fsm.CmdCompleteCheckpoint, "complete_checkpoint"},
+		{fsm.CmdTriggerCheckpoint, "trigger_checkpoint"},
+		{fsm.CmdFailCheckpoint, "fail_checkpoint"},
+		{fsm.CmdDiscardCheckpoint, "discard_checkpoint"},
+		{fsm.CmdRestartJob, "restart_job"},
 		{0, "command(0)"},
 		{42, "command(42)"},
 	}
@@ -358,6 +397,10 @@ func TestCommandNumbersAreStable(t *testing.T) {
 		fsm.CmdCompleteCheckpoint: 10,
 		fsm.CmdUpdateTasks:        11,
 		fsm.CmdStartAttempt:       12,
+		fsm.CmdTriggerCheckpoint:  13,
+		fsm.CmdFailCheckpoint:     14,
+		fsm.CmdDiscardCheckpoint:  15,
+		fsm.CmdRestartJob:         16,
 	}
 	for typ, n := range want {
 		if uint8(typ) != n {
@@ -847,11 +890,25 @@ func TestCompleteCheckpoint(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := fsm.New()
-			next := applyAll(t, f, 1, submitJob("a", 1), submitJob("b", 1))
+			next := applyAll(t, f, 1, submitJob("a", 1), submitJob("b", 1),
+				jobStatus("a", eddypb.JobStatus_JOB_STATUS_RUNNING, 2), jobStatus("b", eddypb.JobStatus_JOB_STATUS_RUNNING, 2))
+			var lastDropped []*eddypb.CheckpointRecord
 			for id := uint64(1); id <= 5; id++ {
-				next = applyAll(t, f, next, completeCheckpoint(checkpoint("a", id), tt.retain))
+				before := f.State().Checkpoints("a")
+				next = applyAll(t, f, next, triggerCheckpoint(checkpoint("a", id)), completeCheckpoint(checkpoint("a", id), tt.retain))
+				lastDropped = f.State().CheckpointStats("a").GetDropped()
+				// Dropped are exactly the ones retained before and not now.
+				var want []*eddypb.CheckpointRecord
+				for _, r := range before {
+					if !slices.ContainsFunc(f.State().Checkpoints("a"), func(x *eddypb.CheckpointRecord) bool { return x.CheckpointId == r.CheckpointId }) {
+						want = append(want, r)
+					}
+				}
+				if !equalMessages(lastDropped, want) {
+					t.Errorf("after %d: dropped %v, want %v", id, lastDropped, want)
+				}
 			}
-			applyAll(t, f, next, completeCheckpoint(checkpoint("b", 77), 1))
+			next = applyAll(t, f, next, triggerCheckpoint(checkpoint("b", 1)), completeCheckpoint(checkpoint("b", 1), 1))
 
 			var want []*eddypb.CheckpointRecord
 			for _, id := range tt.want {
@@ -860,37 +917,202 @@ func TestCompleteCheckpoint(t *testing.T) {
 			if got := f.State().Checkpoints("a"); !equalMessages(got, want) {
 				t.Errorf("Checkpoints(a) = %v, want %v", got, want)
 			}
-			// Retention is per job.
-			if got := f.State().Checkpoints("b"); !equalMessages(got, []*eddypb.CheckpointRecord{checkpoint("b", 77)}) {
-				t.Errorf("Checkpoints(b) = %v, want [77]", got)
+			if got, _ := f.State().LatestCheckpoint("a"); !proto.Equal(got, checkpoint("a", 5)) {
+				t.Errorf("LatestCheckpoint(a) = %v, want 5", got)
 			}
+			st := f.State().CheckpointStats("a")
+			if st.Completed != 5 || st.Failed != 0 || st.InProgress != nil || st.LastId != 5 || len(st.History) != 5 {
+				t.Errorf("stats of a: %v", st)
+			}
+			// Retention is per job.
+			if got := f.State().Checkpoints("b"); !equalMessages(got, []*eddypb.CheckpointRecord{checkpoint("b", 1)}) {
+				t.Errorf("Checkpoints(b) = %v, want [1]", got)
+			}
+			_ = next
 		})
 	}
 
-	t.Run("savepoint", func(t *testing.T) {
-		f := fsm.New()
-		next := applyAll(t, f, 1, submitJob("a", 1))
-		sp := checkpoint("a", 9)
-		sp.Savepoint = true
-		mustApply(t, f, next, fsm.CmdCompleteCheckpoint, completeCheckpoint(sp, 0).msg)
-		if got := f.State().Checkpoints("a"); !equalMessages(got, []*eddypb.CheckpointRecord{sp}) {
-			t.Errorf("Checkpoints(a) = %v, want [%v]", got, sp)
+	t.Run("fenced", func(t *testing.T) {
+		for _, tt := range []struct {
+			name    string
+			cmd     command
+			wantErr error
+		}{
+			{"unknown job", completeCheckpoint(checkpoint("nope", 1), 0), controlplane.ErrJobNotFound},
+			{"no checkpoint", command{fsm.CmdCompleteCheckpoint, &eddypb.CompleteCheckpointCommand{Retain: 3}}, controlplane.ErrJobNotFound},
+			{"completed already", completeCheckpoint(checkpoint("j3", 2), 0), fsm.ErrCheckpointMismatch},
+			{"not triggered", completeCheckpoint(checkpoint("j3", 3), 0), fsm.ErrCheckpointMismatch},
+			{"of another attempt", completeCheckpoint(&eddypb.CheckpointRecord{JobId: "j3", CheckpointId: 3, Attempt: 1}, 0), fsm.ErrStatusMismatch},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				f, next := seeded(t)
+				before := capture(f.State())
+				resp := apply(t, f, next, tt.cmd.typ, tt.cmd.msg)
+				checkErr(t, resp.Err, tt.wantErr)
+				assertOnlyIndexChanged(t, before, f.State(), next)
+			})
 		}
 	})
+}
 
+func TestTriggerCheckpoint(t *testing.T) {
+	f, next := seeded(t)
+	cp := checkpoint("j3", 3)
+	cp.Manual = true
+	next = applyAll(t, f, next, triggerCheckpoint(cp))
+	st := f.State().CheckpointStats("j3")
+	want := &eddypb.CheckpointRecord{
+		JobId: "j3", CheckpointId: 3, Url: "s3://cp/j3/chk-3", TriggeredAtMs: 30,
+		Status: eddypb.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS, Manual: true,
+	}
+	if !proto.Equal(st.InProgress, want) || st.LastId != 3 {
+		t.Fatalf("in progress %v (last id %d), want %v", st.InProgress, st.LastId, want)
+	}
+	// A second trigger while one is in progress is refused.
+	before := capture(f.State())
+	checkErr(t, apply(t, f, next, fsm.CmdTriggerCheckpoint, triggerCheckpoint(checkpoint("j3", 4)).msg).Err, fsm.ErrCheckpointMismatch)
+	assertOnlyIndexChanged(t, before, f.State(), next)
+	next++
+
+	// Fencing: the job must be RUNNING at the attempt.
 	for _, tt := range []struct {
-		name string
-		cmd  *eddypb.CompleteCheckpointCommand
+		name    string
+		cmd     *eddypb.TriggerCheckpointCommand
+		wantErr error
 	}{
-		{"unknown job", completeCheckpoint(checkpoint("nope", 1), 0).msg.(*eddypb.CompleteCheckpointCommand)},
-		{"no checkpoint", &eddypb.CompleteCheckpointCommand{Retain: 3}},
+		{"unknown job", &eddypb.TriggerCheckpointCommand{JobId: "nope"}, controlplane.ErrJobNotFound},
+		{"scheduled job", &eddypb.TriggerCheckpointCommand{JobId: "j1"}, fsm.ErrStatusMismatch},
+		{"finished job", &eddypb.TriggerCheckpointCommand{JobId: "j4"}, fsm.ErrStatusMismatch},
+		{"other attempt", &eddypb.TriggerCheckpointCommand{JobId: "j3", Attempt: 2}, fsm.ErrStatusMismatch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := capture(f.State())
+			checkErr(t, apply(t, f, next, fsm.CmdTriggerCheckpoint, tt.cmd).Err, tt.wantErr)
+			assertOnlyIndexChanged(t, before, f.State(), next)
+			next++
+		})
+	}
+}
+
+func TestFailCheckpoint(t *testing.T) {
+	f, next := seeded(t)
+	// Failing needs the id in progress.
+	before := capture(f.State())
+	checkErr(t, apply(t, f, next, fsm.CmdFailCheckpoint, failCheckpoint("j3", 3, "x", 1).msg).Err, fsm.ErrCheckpointMismatch)
+	assertOnlyIndexChanged(t, before, f.State(), next)
+	next++
+
+	// The history keeps the last HistorySize checkpoints, failed ones with
+	// their cause and duration; ids keep increasing after failures.
+	id := uint64(3)
+	for ; id < 3+fsm.HistorySize; id++ {
+		cp := checkpoint("j3", id)
+		next = applyAll(t, f, next, triggerCheckpoint(cp), failCheckpoint("j3", id, fmt.Sprintf("cause %d", id), cp.TriggeredAtMs+7))
+	}
+	st := f.State().CheckpointStats("j3")
+	if len(st.History) != fsm.HistorySize || st.History[0].CheckpointId != 3 || st.Failed != fsm.HistorySize || st.ConsecutiveFailures != fsm.HistorySize {
+		t.Fatalf("history of %d from %d, %d failed, %d consecutive", len(st.History), st.History[0].CheckpointId, st.Failed, st.ConsecutiveFailures)
+	}
+	last := st.History[len(st.History)-1]
+	want := &eddypb.CheckpointRecord{
+		JobId: "j3", CheckpointId: id - 1, Url: fmt.Sprintf("s3://cp/j3/chk-%d", id-1), TriggeredAtMs: int64(id-1) * 10,
+		CompletedAtMs: int64(id-1)*10 + 7, DurationMs: 7, Status: eddypb.CheckpointStatus_CHECKPOINT_STATUS_FAILED,
+		Failure: fmt.Sprintf("cause %d", id-1),
+	}
+	if !proto.Equal(last, want) {
+		t.Errorf("last history entry %v, want %v", last, want)
+	}
+	if got := f.State().Checkpoints("j3"); len(got) != 2 {
+		t.Errorf("failures changed the retained checkpoints: %v", got)
+	}
+	// A completion resets the consecutive failures and pushes out the oldest.
+	next = applyAll(t, f, next, triggerCheckpoint(checkpoint("j3", id)), completeCheckpoint(checkpoint("j3", id), 0))
+	st = f.State().CheckpointStats("j3")
+	if st.ConsecutiveFailures != 0 || st.Completed != 3 || len(st.History) != fsm.HistorySize || st.History[0].CheckpointId != 4 {
+		t.Errorf("after completion: %d consecutive, %d completed, history from %d", st.ConsecutiveFailures, st.Completed, st.History[0].CheckpointId)
+	}
+	_ = next
+}
+
+func TestCheckpointAbortedWhenAttemptEnds(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		cmd     command
+		failure string
+	}{
+		{"new attempt", command{fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{JobId: "j3", Attempt: 1, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED, AtMs: 50}}, "aborted: attempt 1 started"},
+		{"job failed", jobStatus("j3", eddypb.JobStatus_JOB_STATUS_FAILED, 50), "aborted: job FAILED"},
+		{"restart", restartJob("j3", 0, "task x failed", 50), "aborted: job restarting after task x failed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, next := seeded(t)
+			next = applyAll(t, f, next, triggerCheckpoint(checkpoint("j3", 3)), tt.cmd)
+			st := f.State().CheckpointStats("j3")
+			if st.InProgress != nil || st.Failed != 1 {
+				t.Fatalf("in progress %v, %d failed", st.InProgress, st.Failed)
+			}
+			if h := st.History[len(st.History)-1]; h.CheckpointId != 3 || h.Failure != tt.failure || h.Status != eddypb.CheckpointStatus_CHECKPOINT_STATUS_FAILED {
+				t.Errorf("history entry %v, want failure %q", h, tt.failure)
+			}
+			// The late completion is refused.
+			if err := apply(t, f, next, fsm.CmdCompleteCheckpoint, completeCheckpoint(checkpoint("j3", 3), 0).msg).Err; err == nil {
+				t.Error("a checkpoint of an ended attempt completed")
+			}
+		})
+	}
+}
+
+func TestDiscardCheckpoint(t *testing.T) {
+	f, next := seeded(t)
+	before := capture(f.State())
+	checkErr(t, apply(t, f, next, fsm.CmdDiscardCheckpoint, discardCheckpoint("j3", 7, "x").msg).Err, fsm.ErrCheckpointMismatch)
+	assertOnlyIndexChanged(t, before, f.State(), next)
+	next = applyAll(t, f, next+1, discardCheckpoint("j3", 2, "chk-2/op-1: checksum mismatch"))
+	if got, _ := f.State().LatestCheckpoint("j3"); got.GetCheckpointId() != 1 {
+		t.Fatalf("latest after discarding 2: %v, want 1", got)
+	}
+	st := f.State().CheckpointStats("j3")
+	if h := st.History[len(st.History)-1]; h.CheckpointId != 2 || h.Status != eddypb.CheckpointStatus_CHECKPOINT_STATUS_DISCARDED || h.Failure == "" {
+		t.Errorf("history entry %v", h)
+	}
+	// Ids are not reused.
+	next = applyAll(t, f, next, triggerCheckpoint(checkpoint("j3", 3)))
+	_ = next
+}
+
+func TestRestartJob(t *testing.T) {
+	f, next := seeded(t)
+	next = applyAll(t, f, next, restartJob("j3", 0, "task src (1/1) failed: boom", 60))
+	j := job(t, f.State(), "j3")
+	if j.Status != eddypb.JobStatus_JOB_STATUS_RESTARTING || j.Restarts != 1 || j.Failure != "task src (1/1) failed: boom" || j.FailureAtMs != 60 || j.StatusReason != j.Failure {
+		t.Fatalf("restarted job %v", j)
+	}
+	if as := f.State().Assignments("j3"); len(as) != 0 {
+		t.Errorf("restart kept slots %v", as)
+	}
+	// The next attempt's slots move it to SCHEDULED; it starts from a
+	// checkpoint.
+	next = applyAll(t, f, next,
+		assignSlots("j3", 61, slot("j3", "w2", 1)),
+		command{fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{JobId: "j3", Attempt: 1, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED, AtMs: 62, RestoreCheckpointId: 2}},
+	)
+	j = job(t, f.State(), "j3")
+	if j.Status != eddypb.JobStatus_JOB_STATUS_SCHEDULED || j.Attempt != 1 || j.RestoredCheckpointId != 2 || j.Restarts != 1 {
+		t.Fatalf("next attempt %v", j)
+	}
+	for _, tt := range []struct {
+		name string
+		cmd  command
+	}{
+		{"stale attempt", restartJob("j3", 0, "late", 70)},
+		{"not running", restartJob("j2", 0, "x", 70)},
+		{"ended", restartJob("j4", 0, "x", 70)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			before := capture(f.State())
-			resp := apply(t, f, next, fsm.CmdCompleteCheckpoint, tt.cmd)
-			checkErr(t, resp.Err, controlplane.ErrJobNotFound)
+			checkErr(t, apply(t, f, next, fsm.CmdRestartJob, tt.cmd.msg).Err, fsm.ErrStatusMismatch)
 			assertOnlyIndexChanged(t, before, f.State(), next)
+			next++
 		})
 	}
 }
@@ -919,6 +1141,11 @@ func TestRejectedCommandChangesOnlyIndex(t *testing.T) {
 		{"assign slot of another job's id", assignSlots("j2", 5, slot("j3", "w1", 2)), controlplane.ErrInvalidArgument},
 		{"assign slot without job id", assignSlots("j2", 5, slot("", "w1", 2)), controlplane.ErrInvalidArgument},
 		{"checkpoint of unknown job", completeCheckpoint(checkpoint("nope", 3), 1), controlplane.ErrJobNotFound},
+		{"trigger on scheduled job", triggerCheckpoint(checkpoint("j1", 1)), fsm.ErrStatusMismatch},
+		{"complete not in progress", completeCheckpoint(checkpoint("j3", 3), 1), fsm.ErrCheckpointMismatch},
+		{"fail not in progress", failCheckpoint("j3", 2, "x", 5), fsm.ErrCheckpointMismatch},
+		{"discard not retained", discardCheckpoint("j3", 9, "x"), fsm.ErrCheckpointMismatch},
+		{"restart ended job", restartJob("j4", 0, "x", 5), fsm.ErrStatusMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -948,8 +1175,10 @@ func TestStateIsCopyOnWrite(t *testing.T) {
 	old := f.State()
 	before := capture(old)
 
-	cp3 := checkpoint("j1", 3)
+	cp3 := checkpoint("j3", 3)
 	applyAll(t, f, next,
+		triggerCheckpoint(cp3),
+		completeCheckpoint(cp3, 1),
 		initCluster("c1"),
 		upsertMember(&eddypb.Member{Id: "n1", RaftAddr: "moved:1"}),
 		removeMember("n2"),
@@ -964,8 +1193,7 @@ func TestStateIsCopyOnWrite(t *testing.T) {
 		assignSlots("j2", 507, slot("j2", "w1", 0), slot("j2", "w3", 0)),
 		releaseSlots("j2"),
 		assignSlots("j5", 508, slot("j5", "w3", 0)),
-		completeCheckpoint(cp3, 1),
-		completeCheckpoint(checkpoint("j5", 1), 0),
+		triggerCheckpoint(checkpoint("j1", 1)),
 	)
 
 	assertView(t, before, capture(old))
@@ -973,8 +1201,8 @@ func TestStateIsCopyOnWrite(t *testing.T) {
 		// Sanity check that the commands above did change the current state.
 		t.Errorf("current state differs from the old view in only %d ways: %v", len(d), d)
 	}
-	if got := f.State().Checkpoints("j1"); !equalMessages(got, []*eddypb.CheckpointRecord{cp3}) {
-		t.Errorf("Checkpoints(j1) = %v, want [%v]", got, cp3)
+	if got := f.State().Checkpoints("j3"); !equalMessages(got, []*eddypb.CheckpointRecord{cp3}) {
+		t.Errorf("Checkpoints(j3) = %v, want [%v]", got, cp3)
 	}
 
 	// Objects no command touched are shared between views, which is what
@@ -1013,7 +1241,7 @@ func TestApplyPanics(t *testing.T) {
 		{"nil command", nil, "fsm: empty command at index 42"},
 		{"empty command", []byte{}, "fsm: empty command at index 42"},
 		{"command type zero", payload(0), "fsm: unknown command type 0 at index 42"},
-		{"command type after the last", payload(fsm.CmdStartAttempt + 1), "fsm: unknown command type 13 at index 42"},
+		{"command type after the last", payload(fsm.CmdRestartJob + 1), "fsm: unknown command type 17 at index 42"},
 		{"command type 255", payload(255, 0x0a, 0x00), "fsm: unknown command type 255 at index 42"},
 		{"truncated varint", payload(fsm.CmdSubmitJob, 0xff), "fsm: decode submit_job at index 42"},
 		{"truncated field", payload(fsm.CmdRemoveMember, 0x0a, 0x05, 'n'), "fsm: decode remove_member at index 42"},

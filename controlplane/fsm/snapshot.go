@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -38,6 +37,9 @@ const (
 	recAssignment recordType = 5 // eddypb.SlotAssignment
 	recCheckpoint recordType = 6 // eddypb.CheckpointRecord
 	recTask       recordType = 7 // eddypb.TaskStatus
+	// recJobCheckpoints replaces recCheckpoint, which is still read (as a
+	// retained checkpoint) but no longer written.
+	recJobCheckpoints recordType = 8 // eddypb.JobCheckpoints
 )
 
 type snapshot struct{ state *State }
@@ -102,8 +104,8 @@ func (s *snapshot) write(w io.Writer) error {
 		}
 	}
 	for _, j := range st.Jobs() {
-		for _, c := range st.checkpoints[controlplane.JobID(j.Spec.JobId)] {
-			if err := put(recCheckpoint, c); err != nil {
+		if c, ok := st.checkpoints[controlplane.JobID(j.Spec.JobId)]; ok {
+			if err := put(recJobCheckpoints, c); err != nil {
 				return err
 			}
 		}
@@ -199,7 +201,20 @@ func (s *State) restoreRecord(t recordType, b []byte) error {
 			return err
 		}
 		id := controlplane.JobID(m.JobId)
-		s.checkpoints[id] = append(slices.Clone(s.checkpoints[id]), &m)
+		c := s.checkpoints[id]
+		if c == nil {
+			c = &eddypb.JobCheckpoints{JobId: m.JobId}
+			s.checkpoints[id] = c
+		}
+		m.Status = eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
+		c.Retained = append(c.Retained, &m)
+		c.LastId = max(c.LastId, m.CheckpointId)
+	case recJobCheckpoints:
+		var m eddypb.JobCheckpoints
+		if err := proto.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		s.checkpoints[controlplane.JobID(m.JobId)] = &m
 	case recTask:
 		var m eddypb.TaskStatus
 		if err := proto.Unmarshal(b, &m); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/controlplane/fsm"
 	"github.com/eddy-streams/eddy/proto/eddypb"
@@ -74,8 +76,6 @@ func restore(t *testing.T, f *fsm.FSM, b []byte) error {
 func rich(t *testing.T) *fsm.FSM {
 	t.Helper()
 	f, next := seeded(t)
-	sp := checkpoint("j3", 7)
-	sp.Savepoint = true
 	applyAll(t, f, next,
 		upsertMember(&eddypb.Member{Id: "n0", RaftAddr: "n0:1"}),
 		submitJob("j0", 300), // created last, sorts first by id
@@ -83,8 +83,16 @@ func rich(t *testing.T) *fsm.FSM {
 		registerWorker("w3", "w3-a", 4, 302),
 		assignSlots("j0", 303, slot("j0", "w3", 3), slot("j0", "w3", 1)),
 		workerStatus("w3", "w3-a", eddypb.WorkerStatus_WORKER_STATUS_LOST, 304),
-		completeCheckpoint(checkpoint("j3", 6), 2),
-		completeCheckpoint(sp, 2),
+		triggerCheckpoint(checkpoint("j3", 3)),
+		completeCheckpoint(checkpoint("j3", 3), 2),
+		triggerCheckpoint(checkpoint("j3", 4)),
+		failCheckpoint("j3", 4, "task x declined", 45),
+		discardCheckpoint("j3", 2, "unreadable"),
+		triggerCheckpoint(checkpoint("j3", 5)),
+		completeCheckpoint(checkpoint("j3", 5), 2),
+		triggerCheckpoint(checkpoint("j3", 6)), // in progress
+		jobStatus("j0", eddypb.JobStatus_JOB_STATUS_RUNNING, 305),
+		triggerCheckpoint(checkpoint("j0", 1)),
 		completeCheckpoint(checkpoint("j0", 1), 0),
 	)
 	return f
@@ -124,6 +132,8 @@ func TestRestoreReplacesState(t *testing.T) {
 		submitJob("stale", 1),
 		registerWorker("w9", "x", 8, 1),
 		assignSlots("stale", 1, slot("stale", "w9", 0)),
+		jobStatus("stale", eddypb.JobStatus_JOB_STATUS_RUNNING, 1),
+		triggerCheckpoint(checkpoint("stale", 1)),
 		completeCheckpoint(checkpoint("stale", 1), 0),
 	)
 	changed := dst.Changed()
@@ -161,7 +171,9 @@ func TestRestoredStateAppliesLikeTheOriginal(t *testing.T) {
 		{assignSlots("j2", 400, slot("j2", "w1", 2)), nil},
 		{registerWorker("w1", "w1-b", 3, 401), nil},
 		{jobStatus("j1", eddypb.JobStatus_JOB_STATUS_FAILED, 402), nil},
-		{completeCheckpoint(checkpoint("j3", 8), 2), nil},
+		{completeCheckpoint(checkpoint("j3", 6), 2), nil},
+		{triggerCheckpoint(checkpoint("j3", 7)), nil},
+		{triggerCheckpoint(checkpoint("j3", 8)), fsm.ErrCheckpointMismatch},
 		{workerStatus("w2", "stale", eddypb.WorkerStatus_WORKER_STATUS_LOST, 403), nil},
 	}
 	for i, c := range cmds {
@@ -193,7 +205,8 @@ func TestSnapshotIsPointInTime(t *testing.T) {
 	applyAll(t, f, next,
 		submitJob("late", 1),
 		jobStatus("j1", eddypb.JobStatus_JOB_STATUS_CANCELED, 2),
-		completeCheckpoint(checkpoint("j1", 3), 1),
+		triggerCheckpoint(checkpoint("j3", 3)),
+		completeCheckpoint(checkpoint("j3", 3), 1),
 	)
 
 	sink := &memSink{}
@@ -285,4 +298,44 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 			assertView(t, before, capture(f.State()))
 		})
 	}
+}
+
+// A snapshot written before checkpoints had their own bookkeeping holds
+// bare checkpoint records (record type 6): they restore as the retained
+// checkpoints of their job, and ids go on after the highest.
+func TestRestoreReadsBareCheckpointRecords(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString("EDDYFSM\x00")
+	b.Write([]byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9})
+	put := func(typ byte, m proto.Message) {
+		p, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteByte(typ)
+		b.Write(binary.AppendUvarint(nil, uint64(len(p))))
+		b.Write(p)
+	}
+	put(3, &eddypb.Job{Spec: spec("old"), Status: eddypb.JobStatus_JOB_STATUS_RUNNING})
+	put(6, &eddypb.CheckpointRecord{JobId: "old", CheckpointId: 4, Url: "file:///c/old/chk-4", SizeBytes: 10})
+	put(6, &eddypb.CheckpointRecord{JobId: "old", CheckpointId: 5, Url: "file:///c/old/chk-5", SizeBytes: 11})
+	b.WriteByte(0)
+	f := fsm.New()
+	if err := restore(t, f, b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	got := f.State().Checkpoints("old")
+	if len(got) != 2 || got[0].CheckpointId != 4 || got[1].CheckpointId != 5 || got[1].Status != eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED {
+		t.Fatalf("restored checkpoints %v", got)
+	}
+	mustApply(t, f, 10, fsm.CmdTriggerCheckpoint, &eddypb.TriggerCheckpointCommand{JobId: "old", Url: "file:///c/old"})
+	if p := f.State().CheckpointStats("old").GetInProgress(); p.GetCheckpointId() != 6 {
+		t.Errorf("next checkpoint %v, want id 6", p)
+	}
+	// Written back, it uses the new record and reads the same.
+	dst := fsm.New()
+	if err := restore(t, dst, persist(t, f)); err != nil {
+		t.Fatal(err)
+	}
+	assertView(t, capture(f.State()), capture(dst.State()))
 }

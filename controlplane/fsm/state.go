@@ -19,7 +19,7 @@ type State struct {
 	jobs        map[controlplane.JobID]*eddypb.Job
 	workers     map[controlplane.WorkerID]*eddypb.Worker
 	assignments map[controlplane.JobID][]*eddypb.SlotAssignment
-	checkpoints map[controlplane.JobID][]*eddypb.CheckpointRecord
+	checkpoints map[controlplane.JobID]*eddypb.JobCheckpoints
 	tasks       map[controlplane.JobID][]*eddypb.TaskStatus
 }
 
@@ -29,7 +29,7 @@ func newState() *State {
 		jobs:        map[controlplane.JobID]*eddypb.Job{},
 		workers:     map[controlplane.WorkerID]*eddypb.Worker{},
 		assignments: map[controlplane.JobID][]*eddypb.SlotAssignment{},
-		checkpoints: map[controlplane.JobID][]*eddypb.CheckpointRecord{},
+		checkpoints: map[controlplane.JobID]*eddypb.JobCheckpoints{},
 		tasks:       map[controlplane.JobID][]*eddypb.TaskStatus{},
 	}
 }
@@ -145,7 +145,23 @@ func TerminalTask(st eddypb.TaskState) bool {
 
 // Checkpoints returns the retained checkpoint records of a job, oldest first.
 func (s *State) Checkpoints(id controlplane.JobID) []*eddypb.CheckpointRecord {
+	return s.checkpoints[id].GetRetained()
+}
+
+// CheckpointStats returns the checkpoint bookkeeping of a job: counts, the
+// checkpoint in progress, the retained ones and the history. It is nil for
+// a job that never checkpointed.
+func (s *State) CheckpointStats(id controlplane.JobID) *eddypb.JobCheckpoints {
 	return s.checkpoints[id]
+}
+
+// LatestCheckpoint returns the newest retained checkpoint of a job.
+func (s *State) LatestCheckpoint(id controlplane.JobID) (*eddypb.CheckpointRecord, bool) {
+	r := s.checkpoints[id].GetRetained()
+	if len(r) == 0 {
+		return nil, false
+	}
+	return r[len(r)-1], true
 }
 
 func sortedValues[K comparable, V any](m map[K]V, key func(V) string) []V {

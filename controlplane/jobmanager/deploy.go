@@ -46,6 +46,12 @@ func (m *Manager) checkGraph(ctx context.Context, spec *eddypb.JobSpec) error {
 		return fmt.Errorf("%w: the graph has max parallelism %d, the job asks for %d", controlplane.ErrInvalidArgument, g.MaxParallelism, spec.MaxParallelism)
 	}
 	spec.MaxParallelism = g.MaxParallelism
+	if _, err := CheckpointConfig(spec, g); err != nil {
+		return err
+	}
+	if _, err := RestartStrategy(spec, g); err != nil {
+		return err
+	}
 	if spec.Name == "" {
 		spec.Name = g.Name
 	}
@@ -114,15 +120,15 @@ func (m *Manager) track(ctx context.Context, st *fsm.State, j *eddypb.Job) {
 		tasks := st.Tasks(id)
 		for _, t := range tasks {
 			if t.State == eddypb.TaskState_TASK_STATE_FAILED {
-				m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED,
-					fmt.Sprintf("task %s failed: %s", taskName(g, t), t.Error))
+				m.failAttempt(ctx, j, g, fmt.Sprintf("task %s failed: %s", taskName(g, t), t.Error), t.RestoreFailed)
 				return
 			}
 		}
 		if lost := m.lostWorker(st, id); lost != "" {
-			m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, fmt.Sprintf("worker %s was lost", lost))
+			m.failAttempt(ctx, j, g, fmt.Sprintf("worker %s was lost", lost), false)
 			return
 		}
+		m.ensureCoordinator(m.term(), j, g)
 		finished := 0
 		for _, t := range tasks {
 			if t.State == eddypb.TaskState_TASK_STATE_FINISHED {
@@ -280,7 +286,12 @@ func (m *Manager) startDeploy(ctx context.Context, j *eddypb.Job) {
 			m.cfg.Logger.Warn("deploy failed", "job_id", id, "error", err)
 			cur, _ := m.raft.State().Job(id)
 			if cur != nil && !fsm.Terminal(cur.Status) {
-				m.endJob(ctx, cur, eddypb.JobStatus_JOB_STATUS_FAILED, "deploy: "+err.Error())
+				g, gerr := ParseGraph(cur.Spec.Graph)
+				if gerr != nil || cur.Status != eddypb.JobStatus_JOB_STATUS_SCHEDULED {
+					m.endJob(ctx, cur, eddypb.JobStatus_JOB_STATUS_FAILED, "deploy: "+err.Error())
+					return
+				}
+				m.failAttempt(ctx, cur, g, "deploy: "+err.Error(), false)
 			}
 		}
 	}()
@@ -310,10 +321,20 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 		m.cancelOnWorkers(j, assignments)
 	}
 	attempt := j.Attempt + 1
+	// A job that checkpoints starts from its latest retained checkpoint.
+	var restore *pluginpb.RestoreSpec
+	var checkpoints string
+	if cfg, _ := CheckpointConfig(j.Spec, g); cfg != nil {
+		_, checkpoints = m.jobCheckpointDir(id)
+		if cp, ok := m.raft.State().LatestCheckpoint(id); ok {
+			restore = &pluginpb.RestoreSpec{Url: cp.Url, CheckpointId: cp.CheckpointId}
+		}
+	}
 	if _, err := m.raft.Apply(ctx, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{
 		JobId: j.Spec.JobId, Attempt: attempt, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED,
 		Reason: "deploying", AtMs: m.cfg.Now().UnixMilli(),
-		Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
+		Expected:            []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
+		RestoreCheckpointId: restore.GetCheckpointId(),
 	}); err != nil {
 		if errors.Is(err, fsm.ErrStatusMismatch) {
 			return nil
@@ -374,6 +395,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 				_, err = c.DeployTasks(dctx, &eddypb.DeployTasksRequest{
 					JobId: j.Spec.JobId, Attempt: attempt, Parallelism: j.Spec.Parallelism,
 					Tasks: tasks, Placement: placement, Args: j.Spec.Args, Config: j.Spec.Config,
+					Restore: restore, Checkpoints: checkpoints,
 				})
 			}
 			if err != nil {
@@ -400,7 +422,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	} else if err != nil {
 		return err
 	}
-	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf))
+	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf), "restored_checkpoint", restore.GetCheckpointId())
 	return nil
 }
 
@@ -433,7 +455,7 @@ func (m *Manager) ReportTasks(ctx context.Context, req *eddypb.ReportTasksReques
 			}
 		}
 		switch j.Status {
-		case eddypb.JobStatus_JOB_STATUS_CANCELLING, eddypb.JobStatus_JOB_STATUS_CANCELED, eddypb.JobStatus_JOB_STATUS_FAILED:
+		case eddypb.JobStatus_JOB_STATUS_CANCELLING, eddypb.JobStatus_JOB_STATUS_CANCELED, eddypb.JobStatus_JOB_STATUS_FAILED, eddypb.JobStatus_JOB_STATUS_RESTARTING:
 			// Once a job is being stopped, or failed for its first failure,
 			// the tasks that fail on the channels it broke were cancelled.
 			tasks = cancelledNotFailed(tasks)
@@ -460,4 +482,71 @@ func cancelledNotFailed(tasks []*eddypb.TaskStatus) []*eddypb.TaskStatus {
 		out[i] = t
 	}
 	return out
+}
+
+// failAttempt handles the failure of a job's current attempt under its
+// restart strategy: the job restarts (its remaining tasks are cancelled, and
+// after the strategy's delay the next attempt starts from the latest
+// checkpoint), or it fails with the cause once no restart is left. A task
+// that could not read the checkpoint it restored from discards that
+// checkpoint, so that the next attempt starts from the one before.
+func (m *Manager) failAttempt(ctx context.Context, j *eddypb.Job, g *pluginpb.JobGraph, cause string, restoreFailed bool) {
+	id := controlplane.JobID(j.Spec.JobId)
+	r, err := RestartStrategy(j.Spec, g)
+	if err != nil || r.Kind == pluginpb.RestartStrategy_KIND_NONE {
+		m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, cause)
+		return
+	}
+	if r.MaxAttempts > 0 && j.Restarts >= r.MaxAttempts {
+		m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, fmt.Sprintf("%s (after %d restarts)", cause, j.Restarts))
+		return
+	}
+	if restoreFailed && j.RestoredCheckpointId != 0 {
+		_, err := m.raft.Apply(ctx, fsm.CmdDiscardCheckpoint, &eddypb.DiscardCheckpointCommand{
+			JobId: j.Spec.JobId, CheckpointId: j.RestoredCheckpointId, Reason: cause, AtMs: m.cfg.Now().UnixMilli(),
+		})
+		if err != nil && !errors.Is(err, fsm.ErrCheckpointMismatch) {
+			m.cfg.Logger.Warn("discard checkpoint", "job_id", id, "checkpoint_id", j.RestoredCheckpointId, "error", err)
+			return
+		}
+		m.cfg.Logger.Warn("checkpoint discarded: it could not be restored", "job_id", id, "checkpoint_id", j.RestoredCheckpointId)
+	}
+	assignments := m.raft.State().Assignments(id)
+	_, err = m.raft.Apply(ctx, fsm.CmdRestartJob, &eddypb.RestartJobCommand{
+		JobId: j.Spec.JobId, Attempt: j.Attempt, Reason: cause, AtMs: m.cfg.Now().UnixMilli(),
+	})
+	if err != nil {
+		if !errors.Is(err, fsm.ErrStatusMismatch) {
+			m.cfg.Logger.Warn("record job restart", "job_id", id, "error", err)
+		}
+		return
+	}
+	cur, _ := m.raft.State().Job(id)
+	delay := restartDelay(r, cur.GetRestarts())
+	m.cfg.Logger.Warn("job restarting", "job_id", id, "attempt", j.Attempt, "restarts", cur.GetRestarts(), "delay", delay.String(), "cause", cause)
+	m.cancelOnWorkers(j, assignments)
+}
+
+// restartDue reports whether a RESTARTING job has waited its restart delay.
+func (m *Manager) restartDue(j *eddypb.Job) bool {
+	g, err := ParseGraph(j.Spec.Graph)
+	if err != nil {
+		return true
+	}
+	r, err := RestartStrategy(j.Spec, g)
+	if err != nil {
+		return true
+	}
+	due := time.UnixMilli(j.FailureAtMs).Add(restartDelay(r, j.Restarts))
+	if wait := due.Sub(m.cfg.Now()); wait > 0 {
+		id := controlplane.JobID(j.Spec.JobId)
+		m.mu.Lock()
+		if !m.restartWake[id].Equal(due) {
+			m.restartWake[id] = due
+			time.AfterFunc(wait, m.Kick)
+		}
+		m.mu.Unlock()
+		return false
+	}
+	return true
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/controlplane/fsm"
 	"github.com/eddy-streams/eddy/proto/eddypb"
+	"github.com/eddy-streams/eddy/storage"
 )
 
 // Raft is what the JobManager needs of its node. Apply submits a command and
@@ -43,6 +44,9 @@ type Config struct {
 	// CancelTimeout is how long a cancelled job waits for its tasks to end
 	// before it is marked cancelled anyway.
 	CancelTimeout time.Duration
+	// Checkpoints is the store of checkpoints: a job's checkpoint directory
+	// is the job id in it. Nil disables checkpoint coordination.
+	Checkpoints storage.Store
 }
 
 // DefaultConfig returns the defaults: the system clock and 128 key groups.
@@ -57,11 +61,13 @@ type Manager struct {
 	cfg  Config
 	kick chan struct{}
 
-	mu         sync.Mutex
-	deploying  map[controlplane.JobID]bool
-	cancelling map[controlplane.JobID]time.Time // when the cancel was sent to workers
-	termCtx    context.Context                  // the leadership term; set by Run
-	wg         sync.WaitGroup
+	mu          sync.Mutex
+	deploying   map[controlplane.JobID]bool
+	cancelling  map[controlplane.JobID]time.Time // when the cancel was sent to workers
+	coords      map[controlplane.JobID]*coordinator
+	restartWake map[controlplane.JobID]time.Time // when a restarting job's delay ends
+	termCtx     context.Context                  // the leadership term; set by Run
+	wg          sync.WaitGroup
 }
 
 // New returns a Manager that submits its decisions through r.
@@ -81,7 +87,7 @@ func New(r Raft, cfg Config) *Manager {
 	if cfg.CancelTimeout == 0 {
 		cfg.CancelTimeout = 30 * time.Second
 	}
-	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1), deploying: map[controlplane.JobID]bool{}, cancelling: map[controlplane.JobID]time.Time{}}
+	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1), deploying: map[controlplane.JobID]bool{}, cancelling: map[controlplane.JobID]time.Time{}, coords: map[controlplane.JobID]*coordinator{}, restartWake: map[controlplane.JobID]time.Time{}}
 }
 
 var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -100,6 +106,8 @@ func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job
 		if err := m.checkGraph(ctx, spec); err != nil {
 			return nil, err
 		}
+	} else if _, ok := spec.Config[ConfigCheckpointInterval]; ok {
+		return nil, fmt.Errorf("%w: %s is set but the job has no job graph", controlplane.ErrInvalidArgument, ConfigCheckpointInterval)
 	}
 	spec.Name = strings.TrimSpace(spec.Name)
 	if spec.Name == "" {
@@ -145,7 +153,7 @@ func (m *Manager) Cancel(ctx context.Context, id controlplane.JobID) (*eddypb.Jo
 	}
 	// A job with deployed tasks stops them first; one without ends now.
 	target := eddypb.JobStatus_JOB_STATUS_CANCELED
-	if len(j.Spec.Graph) > 0 && (j.Attempt > 0 || j.Status == eddypb.JobStatus_JOB_STATUS_SCHEDULED) {
+	if len(j.Spec.Graph) > 0 && j.Status != eddypb.JobStatus_JOB_STATUS_RESTARTING && (j.Attempt > 0 || j.Status == eddypb.JobStatus_JOB_STATUS_SCHEDULED) {
 		// Tasks may run, or be deploying: stop them first.
 		target = eddypb.JobStatus_JOB_STATUS_CANCELLING
 	}
@@ -262,7 +270,10 @@ func (m *Manager) schedule(ctx context.Context) {
 			return
 		}
 		m.track(ctx, st, j)
-		if j.Status != eddypb.JobStatus_JOB_STATUS_CREATED {
+		if j.Status == eddypb.JobStatus_JOB_STATUS_RESTARTING && !m.restartDue(j) {
+			continue
+		}
+		if j.Status != eddypb.JobStatus_JOB_STATUS_CREATED && j.Status != eddypb.JobStatus_JOB_STATUS_RESTARTING {
 			continue
 		}
 		need := int(max(j.Spec.Parallelism, 1))
@@ -273,7 +284,7 @@ func (m *Manager) schedule(ctx context.Context) {
 			}
 			_, err := m.raft.Apply(ctx, fsm.CmdUpdateJobStatus, &eddypb.UpdateJobStatusCommand{
 				JobId: j.Spec.JobId, Status: j.Status, Reason: reason, AtMs: m.cfg.Now().UnixMilli(),
-				Expected: []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_CREATED},
+				Expected: []eddypb.JobStatus{j.Status},
 			})
 			if err != nil && !errors.Is(err, fsm.ErrStatusMismatch) {
 				m.cfg.Logger.Warn("record scheduling wait", "job_id", j.Spec.JobId, "error", err)
@@ -284,7 +295,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		for i := range need {
 			as[i] = &eddypb.SlotAssignment{
 				JobId: j.Spec.JobId, WorkerId: free[i].worker, Slot: free[i].slot,
-				Task: fmt.Sprintf("%d", i), Attempt: 1,
+				Task: fmt.Sprintf("%d", i), Attempt: j.Attempt + 1,
 			}
 		}
 		if _, err := m.raft.Apply(ctx, fsm.CmdAssignSlots, &eddypb.AssignSlotsCommand{

@@ -54,6 +54,9 @@ type Config struct {
 	// file:// under DataDir, which only suits a single node (or nodes on
 	// one machine given the same directory).
 	Storage string
+	// Checkpoints is the URL under which jobs' checkpoint directories go
+	// (<Checkpoints>/<job id>/chk-<id>). Empty means <Storage>/checkpoints.
+	Checkpoints string
 
 	// Logger receives the node's logs.
 	Logger *slog.Logger

@@ -216,7 +216,35 @@ func (s *Server) GetJob(ctx context.Context, req *eddypb.GetJobRequest) (*eddypb
 		if !ok {
 			return nil, fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, req.JobId)
 		}
-		return &eddypb.GetJobResponse{Job: j, Assignments: st.Assignments(id), Checkpoints: st.Checkpoints(id), Tasks: st.Tasks(id)}, nil
+		return &eddypb.GetJobResponse{
+			Job: j, Assignments: st.Assignments(id), Checkpoints: st.Checkpoints(id), Tasks: st.Tasks(id),
+			CheckpointStats: st.CheckpointStats(id),
+		}, nil
+	})
+}
+
+// TriggerCheckpoint starts a checkpoint of a running job now.
+func (s *Server) TriggerCheckpoint(ctx context.Context, req *eddypb.TriggerCheckpointRequest) (*eddypb.TriggerCheckpointResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.TriggerCheckpoint, func(ctx context.Context, l *leadership) (*eddypb.TriggerCheckpointResponse, error) {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return nil, raftError(err)
+		}
+		id, err := l.jobs.TriggerCheckpoint(ctx, controlplane.JobID(req.JobId))
+		if err != nil {
+			return nil, err
+		}
+		return &eddypb.TriggerCheckpointResponse{CheckpointId: id}, nil
+	})
+}
+
+// AcknowledgeCheckpoint hands a task's acknowledgement of a checkpoint to
+// the leader's checkpoint coordinator.
+func (s *Server) AcknowledgeCheckpoint(ctx context.Context, req *eddypb.AcknowledgeCheckpointRequest) (*eddypb.AcknowledgeCheckpointResponse, error) {
+	return call(ctx, s, req, true, eddypb.ControlPlaneClient.AcknowledgeCheckpoint, func(ctx context.Context, l *leadership) (*eddypb.AcknowledgeCheckpointResponse, error) {
+		if err := l.jobs.AcknowledgeCheckpoint(ctx, req); err != nil {
+			return nil, err
+		}
+		return &eddypb.AcknowledgeCheckpointResponse{}, nil
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,7 @@ type Server struct {
 
 	fsm   *fsm.FSM
 	blobs storage.Store
+	cps   storage.Store // checkpoints: a job's directory is its id
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
@@ -121,6 +123,20 @@ func (s *Server) start() error {
 		return fmt.Errorf("open storage: %w", err)
 	}
 	s.blobs = st
+	cpURL := s.cfg.Checkpoints
+	if cpURL == "" {
+		// The path gets the folder; a query (s3 options) stays as it is.
+		u, err := url.Parse(storeURL)
+		if err != nil {
+			return fmt.Errorf("storage url %q: %w", storeURL, err)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/checkpoints"
+		u.RawPath = ""
+		cpURL = u.String()
+	}
+	if s.cps, err = storage.Open(s.ctx, cpURL); err != nil {
+		return fmt.Errorf("open checkpoint storage: %w", err)
+	}
 	hasState, err := s.setupRaft()
 	if err != nil {
 		return err
@@ -477,6 +493,7 @@ func (s *Server) lead(ctx context.Context) {
 			Logger:        s.log.With("component", "jobmanager"),
 			Worker:        s.workerClient,
 			CheckArtifact: s.checkArtifact,
+			Checkpoints:   s.cps,
 		}),
 		resources: resourcemanager.New(applier{s}, resourcemanager.Config{
 			Logger:            s.log.With("component", "resourcemanager"),

@@ -148,6 +148,61 @@ func (WorkerStatus) EnumDescriptor() ([]byte, []int) {
 	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{1}
 }
 
+type CheckpointStatus int32
+
+const (
+	CheckpointStatus_CHECKPOINT_STATUS_UNSPECIFIED CheckpointStatus = 0
+	CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS CheckpointStatus = 1
+	CheckpointStatus_CHECKPOINT_STATUS_COMPLETED   CheckpointStatus = 2
+	CheckpointStatus_CHECKPOINT_STATUS_FAILED      CheckpointStatus = 3
+	CheckpointStatus_CHECKPOINT_STATUS_DISCARDED   CheckpointStatus = 4 // completed, then found unreadable at restore
+)
+
+// Enum value maps for CheckpointStatus.
+var (
+	CheckpointStatus_name = map[int32]string{
+		0: "CHECKPOINT_STATUS_UNSPECIFIED",
+		1: "CHECKPOINT_STATUS_IN_PROGRESS",
+		2: "CHECKPOINT_STATUS_COMPLETED",
+		3: "CHECKPOINT_STATUS_FAILED",
+		4: "CHECKPOINT_STATUS_DISCARDED",
+	}
+	CheckpointStatus_value = map[string]int32{
+		"CHECKPOINT_STATUS_UNSPECIFIED": 0,
+		"CHECKPOINT_STATUS_IN_PROGRESS": 1,
+		"CHECKPOINT_STATUS_COMPLETED":   2,
+		"CHECKPOINT_STATUS_FAILED":      3,
+		"CHECKPOINT_STATUS_DISCARDED":   4,
+	}
+)
+
+func (x CheckpointStatus) Enum() *CheckpointStatus {
+	p := new(CheckpointStatus)
+	*p = x
+	return p
+}
+
+func (x CheckpointStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CheckpointStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_eddypb_controlplane_proto_enumTypes[2].Descriptor()
+}
+
+func (CheckpointStatus) Type() protoreflect.EnumType {
+	return &file_eddypb_controlplane_proto_enumTypes[2]
+}
+
+func (x CheckpointStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CheckpointStatus.Descriptor instead.
+func (CheckpointStatus) EnumDescriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{2}
+}
+
 type TaskState int32
 
 const (
@@ -190,11 +245,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_eddypb_controlplane_proto_enumTypes[2].Descriptor()
+	return file_eddypb_controlplane_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_eddypb_controlplane_proto_enumTypes[2]
+	return &file_eddypb_controlplane_proto_enumTypes[3]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -203,7 +258,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{2}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{3}
 }
 
 // ArtifactRef names a job binary in the artifact store by content.
@@ -377,9 +432,15 @@ type Job struct {
 	UpdatedAtMs   int64                  `protobuf:"varint,5,opt,name=updated_at_ms,json=updatedAtMs,proto3" json:"updated_at_ms,omitempty"`
 	CreateIndex   uint64                 `protobuf:"varint,6,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
 	ModifyIndex   uint64                 `protobuf:"varint,7,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
-	Attempt       uint64                 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"` // the current execution attempt, from 1
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attempt       uint64                 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`   // the current execution attempt, from 1
+	Restarts      uint32                 `protobuf:"varint,9,opt,name=restarts,proto3" json:"restarts,omitempty"` // restarts after failures, under the restart strategy
+	Failure       string                 `protobuf:"bytes,10,opt,name=failure,proto3" json:"failure,omitempty"`   // the cause of the latest restart (or of the failure)
+	FailureAtMs   int64                  `protobuf:"varint,11,opt,name=failure_at_ms,json=failureAtMs,proto3" json:"failure_at_ms,omitempty"`
+	// restored_checkpoint_id is the checkpoint the current attempt started
+	// from; 0 when it started empty.
+	RestoredCheckpointId uint64 `protobuf:"varint,12,opt,name=restored_checkpoint_id,json=restoredCheckpointId,proto3" json:"restored_checkpoint_id,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -464,6 +525,34 @@ func (x *Job) GetModifyIndex() uint64 {
 func (x *Job) GetAttempt() uint64 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Job) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *Job) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *Job) GetFailureAtMs() int64 {
+	if x != nil {
+		return x.FailureAtMs
+	}
+	return 0
+}
+
+func (x *Job) GetRestoredCheckpointId() uint64 {
+	if x != nil {
+		return x.RestoredCheckpointId
 	}
 	return 0
 }
@@ -722,16 +811,22 @@ func (x *Member) GetHttpAddr() string {
 	return ""
 }
 
-// CheckpointRecord is the metadata of a completed checkpoint or savepoint.
+// CheckpointRecord is one checkpoint or savepoint of a job: in progress,
+// completed, failed or discarded.
 type CheckpointRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	CheckpointId  uint64                 `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // the checkpoint's directory (holding _metadata)
 	SizeBytes     int64                  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	TriggeredAtMs int64                  `protobuf:"varint,5,opt,name=triggered_at_ms,json=triggeredAtMs,proto3" json:"triggered_at_ms,omitempty"`
-	CompletedAtMs int64                  `protobuf:"varint,6,opt,name=completed_at_ms,json=completedAtMs,proto3" json:"completed_at_ms,omitempty"`
+	CompletedAtMs int64                  `protobuf:"varint,6,opt,name=completed_at_ms,json=completedAtMs,proto3" json:"completed_at_ms,omitempty"` // when it completed, failed or was discarded
 	Savepoint     bool                   `protobuf:"varint,7,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	Status        CheckpointStatus       `protobuf:"varint,8,opt,name=status,proto3,enum=eddy.v1.CheckpointStatus" json:"status,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"` // the job attempt it was taken of
+	Failure       string                 `protobuf:"bytes,10,opt,name=failure,proto3" json:"failure,omitempty"` // why it failed or was discarded
+	DurationMs    int64                  `protobuf:"varint,11,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	Manual        bool                   `protobuf:"varint,12,opt,name=manual,proto3" json:"manual,omitempty"` // triggered by a request, not the interval
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,6 +910,152 @@ func (x *CheckpointRecord) GetSavepoint() bool {
 	return false
 }
 
+func (x *CheckpointRecord) GetStatus() CheckpointStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CheckpointStatus_CHECKPOINT_STATUS_UNSPECIFIED
+}
+
+func (x *CheckpointRecord) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointRecord) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *CheckpointRecord) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CheckpointRecord) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+// JobCheckpoints is the checkpoint bookkeeping of one job.
+type JobCheckpoints struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	JobId               string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	LastId              uint64                 `protobuf:"varint,2,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`            // the highest checkpoint id allocated
+	InProgress          *CheckpointRecord      `protobuf:"bytes,3,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"` // unset: none
+	Retained            []*CheckpointRecord    `protobuf:"bytes,4,rep,name=retained,proto3" json:"retained,omitempty"`                       // completed and kept, oldest first
+	History             []*CheckpointRecord    `protobuf:"bytes,5,rep,name=history,proto3" json:"history,omitempty"`                         // ended checkpoints, newest last, bounded
+	Completed           uint64                 `protobuf:"varint,6,opt,name=completed,proto3" json:"completed,omitempty"`
+	Failed              uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	ConsecutiveFailures uint32                 `protobuf:"varint,8,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// dropped are the checkpoints the latest completion dropped from
+	// retention: their files may be deleted.
+	Dropped       []*CheckpointRecord `protobuf:"bytes,9,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobCheckpoints) Reset() {
+	*x = JobCheckpoints{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobCheckpoints) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobCheckpoints) ProtoMessage() {}
+
+func (x *JobCheckpoints) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobCheckpoints.ProtoReflect.Descriptor instead.
+func (*JobCheckpoints) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *JobCheckpoints) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *JobCheckpoints) GetLastId() uint64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
+}
+
+func (x *JobCheckpoints) GetInProgress() *CheckpointRecord {
+	if x != nil {
+		return x.InProgress
+	}
+	return nil
+}
+
+func (x *JobCheckpoints) GetRetained() []*CheckpointRecord {
+	if x != nil {
+		return x.Retained
+	}
+	return nil
+}
+
+func (x *JobCheckpoints) GetHistory() []*CheckpointRecord {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *JobCheckpoints) GetCompleted() uint64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *JobCheckpoints) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *JobCheckpoints) GetConsecutiveFailures() uint32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *JobCheckpoints) GetDropped() []*CheckpointRecord {
+	if x != nil {
+		return x.Dropped
+	}
+	return nil
+}
+
 type InitClusterCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
@@ -825,7 +1066,7 @@ type InitClusterCommand struct {
 
 func (x *InitClusterCommand) Reset() {
 	*x = InitClusterCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[7]
+	mi := &file_eddypb_controlplane_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +1078,7 @@ func (x *InitClusterCommand) String() string {
 func (*InitClusterCommand) ProtoMessage() {}
 
 func (x *InitClusterCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[7]
+	mi := &file_eddypb_controlplane_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1091,7 @@ func (x *InitClusterCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitClusterCommand.ProtoReflect.Descriptor instead.
 func (*InitClusterCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{7}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InitClusterCommand) GetClusterId() string {
@@ -876,7 +1117,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[8]
+	mi := &file_eddypb_controlplane_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1129,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[8]
+	mi := &file_eddypb_controlplane_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1142,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{8}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -920,7 +1161,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[9]
+	mi := &file_eddypb_controlplane_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1173,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[9]
+	mi := &file_eddypb_controlplane_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1186,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{9}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RemoveMemberCommand) GetNodeId() string {
@@ -965,7 +1206,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[10]
+	mi := &file_eddypb_controlplane_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1218,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[10]
+	mi := &file_eddypb_controlplane_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1231,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{10}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobCommand) GetSpec() *JobSpec {
@@ -1022,7 +1263,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[11]
+	mi := &file_eddypb_controlplane_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1275,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[11]
+	mi := &file_eddypb_controlplane_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1288,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{11}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateJobStatusCommand) GetJobId() string {
@@ -1095,7 +1336,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[12]
+	mi := &file_eddypb_controlplane_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1348,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[12]
+	mi := &file_eddypb_controlplane_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1361,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{12}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -1149,7 +1390,7 @@ type UpdateWorkerStatusCommand struct {
 
 func (x *UpdateWorkerStatusCommand) Reset() {
 	*x = UpdateWorkerStatusCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[13]
+	mi := &file_eddypb_controlplane_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1402,7 @@ func (x *UpdateWorkerStatusCommand) String() string {
 func (*UpdateWorkerStatusCommand) ProtoMessage() {}
 
 func (x *UpdateWorkerStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[13]
+	mi := &file_eddypb_controlplane_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1415,7 @@ func (x *UpdateWorkerStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkerStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateWorkerStatusCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{13}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateWorkerStatusCommand) GetWorkerId() string {
@@ -1216,7 +1457,7 @@ type AssignSlotsCommand struct {
 
 func (x *AssignSlotsCommand) Reset() {
 	*x = AssignSlotsCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[14]
+	mi := &file_eddypb_controlplane_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1469,7 @@ func (x *AssignSlotsCommand) String() string {
 func (*AssignSlotsCommand) ProtoMessage() {}
 
 func (x *AssignSlotsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[14]
+	mi := &file_eddypb_controlplane_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1482,7 @@ func (x *AssignSlotsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSlotsCommand.ProtoReflect.Descriptor instead.
 func (*AssignSlotsCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{14}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AssignSlotsCommand) GetJobId() string {
@@ -1275,7 +1516,7 @@ type ReleaseSlotsCommand struct {
 
 func (x *ReleaseSlotsCommand) Reset() {
 	*x = ReleaseSlotsCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[15]
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1528,7 @@ func (x *ReleaseSlotsCommand) String() string {
 func (*ReleaseSlotsCommand) ProtoMessage() {}
 
 func (x *ReleaseSlotsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[15]
+	mi := &file_eddypb_controlplane_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1541,7 @@ func (x *ReleaseSlotsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSlotsCommand.ProtoReflect.Descriptor instead.
 func (*ReleaseSlotsCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{15}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReleaseSlotsCommand) GetJobId() string {
@@ -1331,7 +1572,7 @@ type UpdateTasksCommand struct {
 
 func (x *UpdateTasksCommand) Reset() {
 	*x = UpdateTasksCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1584,7 @@ func (x *UpdateTasksCommand) String() string {
 func (*UpdateTasksCommand) ProtoMessage() {}
 
 func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[16]
+	mi := &file_eddypb_controlplane_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1597,7 @@ func (x *UpdateTasksCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTasksCommand.ProtoReflect.Descriptor instead.
 func (*UpdateTasksCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{16}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateTasksCommand) GetJobId() string {
@@ -1390,14 +1631,15 @@ type StartAttemptCommand struct {
 	Reason  string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	AtMs    int64                  `protobuf:"varint,5,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
 	// expected, when set, makes the start conditional on the job's status.
-	Expected      []JobStatus `protobuf:"varint,6,rep,packed,name=expected,proto3,enum=eddy.v1.JobStatus" json:"expected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Expected            []JobStatus `protobuf:"varint,6,rep,packed,name=expected,proto3,enum=eddy.v1.JobStatus" json:"expected,omitempty"`
+	RestoreCheckpointId uint64      `protobuf:"varint,7,opt,name=restore_checkpoint_id,json=restoreCheckpointId,proto3" json:"restore_checkpoint_id,omitempty"` // the checkpoint the attempt starts from
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *StartAttemptCommand) Reset() {
 	*x = StartAttemptCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1651,7 @@ func (x *StartAttemptCommand) String() string {
 func (*StartAttemptCommand) ProtoMessage() {}
 
 func (x *StartAttemptCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[17]
+	mi := &file_eddypb_controlplane_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1664,7 @@ func (x *StartAttemptCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAttemptCommand.ProtoReflect.Descriptor instead.
 func (*StartAttemptCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{17}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartAttemptCommand) GetJobId() string {
@@ -1467,6 +1709,17 @@ func (x *StartAttemptCommand) GetExpected() []JobStatus {
 	return nil
 }
 
+func (x *StartAttemptCommand) GetRestoreCheckpointId() uint64 {
+	if x != nil {
+		return x.RestoreCheckpointId
+	}
+	return 0
+}
+
+// CompleteCheckpointCommand completes the job's checkpoint in progress:
+// checkpoint names it (job_id, checkpoint_id, attempt) and carries its
+// size_bytes and completed_at_ms. It applies only while the job is at that
+// attempt and that checkpoint is in progress.
 type CompleteCheckpointCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Checkpoint    *CheckpointRecord      `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
@@ -1477,7 +1730,7 @@ type CompleteCheckpointCommand struct {
 
 func (x *CompleteCheckpointCommand) Reset() {
 	*x = CompleteCheckpointCommand{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1742,7 @@ func (x *CompleteCheckpointCommand) String() string {
 func (*CompleteCheckpointCommand) ProtoMessage() {}
 
 func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[18]
+	mi := &file_eddypb_controlplane_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1755,7 @@ func (x *CompleteCheckpointCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCheckpointCommand.ProtoReflect.Descriptor instead.
 func (*CompleteCheckpointCommand) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{18}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CompleteCheckpointCommand) GetCheckpoint() *CheckpointRecord {
@@ -1515,6 +1768,296 @@ func (x *CompleteCheckpointCommand) GetCheckpoint() *CheckpointRecord {
 func (x *CompleteCheckpointCommand) GetRetain() uint32 {
 	if x != nil {
 		return x.Retain
+	}
+	return 0
+}
+
+// TriggerCheckpointCommand allocates the job's next checkpoint id and
+// records it as in progress. It applies only while the job is RUNNING at
+// attempt and no checkpoint is in progress.
+type TriggerCheckpointCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	AtMs          int64                  `protobuf:"varint,3,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Url           string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"` // the job's checkpoint directory; the checkpoint's is url/chk-<id>
+	Manual        bool                   `protobuf:"varint,5,opt,name=manual,proto3" json:"manual,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerCheckpointCommand) Reset() {
+	*x = TriggerCheckpointCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerCheckpointCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerCheckpointCommand) ProtoMessage() {}
+
+func (x *TriggerCheckpointCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerCheckpointCommand.ProtoReflect.Descriptor instead.
+func (*TriggerCheckpointCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TriggerCheckpointCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TriggerCheckpointCommand) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TriggerCheckpointCommand) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *TriggerCheckpointCommand) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *TriggerCheckpointCommand) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+// FailCheckpointCommand ends the job's checkpoint in progress as failed.
+type FailCheckpointCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	CheckpointId  uint64                 `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Failure       string                 `protobuf:"bytes,3,opt,name=failure,proto3" json:"failure,omitempty"`
+	AtMs          int64                  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailCheckpointCommand) Reset() {
+	*x = FailCheckpointCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailCheckpointCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailCheckpointCommand) ProtoMessage() {}
+
+func (x *FailCheckpointCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailCheckpointCommand.ProtoReflect.Descriptor instead.
+func (*FailCheckpointCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FailCheckpointCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *FailCheckpointCommand) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *FailCheckpointCommand) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *FailCheckpointCommand) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+// DiscardCheckpointCommand drops a retained checkpoint that could not be
+// restored, so that the next restore uses the one before it.
+type DiscardCheckpointCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	CheckpointId  uint64                 `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtMs          int64                  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscardCheckpointCommand) Reset() {
+	*x = DiscardCheckpointCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscardCheckpointCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscardCheckpointCommand) ProtoMessage() {}
+
+func (x *DiscardCheckpointCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscardCheckpointCommand.ProtoReflect.Descriptor instead.
+func (*DiscardCheckpointCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DiscardCheckpointCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *DiscardCheckpointCommand) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *DiscardCheckpointCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DiscardCheckpointCommand) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+// RestartJobCommand moves a job whose attempt failed to RESTARTING: its
+// slots are released, a checkpoint in progress fails, and the restart is
+// counted. It applies only while the job is at attempt and RUNNING or
+// SCHEDULED.
+type RestartJobCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	AtMs          int64                  `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartJobCommand) Reset() {
+	*x = RestartJobCommand{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartJobCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartJobCommand) ProtoMessage() {}
+
+func (x *RestartJobCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartJobCommand.ProtoReflect.Descriptor instead.
+func (*RestartJobCommand) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RestartJobCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RestartJobCommand) GetAttempt() uint64 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RestartJobCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RestartJobCommand) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
 	}
 	return 0
 }
@@ -1532,7 +2075,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +2087,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[19]
+	mi := &file_eddypb_controlplane_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +2100,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{19}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -1605,7 +2148,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +2160,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[20]
+	mi := &file_eddypb_controlplane_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +2173,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{20}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -1656,7 +2199,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +2211,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[21]
+	mi := &file_eddypb_controlplane_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +2224,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{21}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaveRequest) GetNodeId() string {
@@ -1699,7 +2242,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2254,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[22]
+	mi := &file_eddypb_controlplane_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2267,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{22}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{27}
 }
 
 type ClusterRequest struct {
@@ -1735,7 +2278,7 @@ type ClusterRequest struct {
 
 func (x *ClusterRequest) Reset() {
 	*x = ClusterRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +2290,7 @@ func (x *ClusterRequest) String() string {
 func (*ClusterRequest) ProtoMessage() {}
 
 func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[23]
+	mi := &file_eddypb_controlplane_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +2303,7 @@ func (x *ClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRequest.ProtoReflect.Descriptor instead.
 func (*ClusterRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{23}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{28}
 }
 
 type ClusterResponse struct {
@@ -1775,7 +2318,7 @@ type ClusterResponse struct {
 
 func (x *ClusterResponse) Reset() {
 	*x = ClusterResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2330,7 @@ func (x *ClusterResponse) String() string {
 func (*ClusterResponse) ProtoMessage() {}
 
 func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[24]
+	mi := &file_eddypb_controlplane_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2343,7 @@ func (x *ClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterResponse.ProtoReflect.Descriptor instead.
 func (*ClusterResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{24}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClusterResponse) GetClusterId() string {
@@ -1842,7 +2385,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +2397,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[25]
+	mi := &file_eddypb_controlplane_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +2410,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{25}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterMember) GetMember() *Member {
@@ -1900,7 +2443,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2455,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[26]
+	mi := &file_eddypb_controlplane_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2468,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{26}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1944,7 +2487,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2499,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[27]
+	mi := &file_eddypb_controlplane_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2512,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{27}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1988,7 +2531,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2543,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[28]
+	mi := &file_eddypb_controlplane_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2556,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{28}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2032,7 +2575,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2587,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[29]
+	mi := &file_eddypb_controlplane_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2600,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{29}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -2076,7 +2619,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2631,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[30]
+	mi := &file_eddypb_controlplane_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2644,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{30}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2112,18 +2655,19 @@ func (x *GetJobRequest) GetJobId() string {
 }
 
 type GetJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Assignments   []*SlotAssignment      `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
-	Checkpoints   []*CheckpointRecord    `protobuf:"bytes,3,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
-	Tasks         []*TaskStatus          `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Job             *Job                   `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Assignments     []*SlotAssignment      `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	Checkpoints     []*CheckpointRecord    `protobuf:"bytes,3,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Tasks           []*TaskStatus          `protobuf:"bytes,4,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	CheckpointStats *JobCheckpoints        `protobuf:"bytes,5,opt,name=checkpoint_stats,json=checkpointStats,proto3" json:"checkpoint_stats,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2679,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[31]
+	mi := &file_eddypb_controlplane_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2692,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{31}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2179,6 +2723,101 @@ func (x *GetJobResponse) GetTasks() []*TaskStatus {
 	return nil
 }
 
+func (x *GetJobResponse) GetCheckpointStats() *JobCheckpoints {
+	if x != nil {
+		return x.CheckpointStats
+	}
+	return nil
+}
+
+type TriggerCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerCheckpointRequest) Reset() {
+	*x = TriggerCheckpointRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerCheckpointRequest) ProtoMessage() {}
+
+func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*TriggerCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *TriggerCheckpointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type TriggerCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CheckpointId  uint64                 `protobuf:"varint,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerCheckpointResponse) Reset() {
+	*x = TriggerCheckpointResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerCheckpointResponse) ProtoMessage() {}
+
+func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*TriggerCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *TriggerCheckpointResponse) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
 type ListJobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2187,7 +2826,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2838,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[32]
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2851,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{32}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
 }
 
 type ListJobsResponse struct {
@@ -2224,7 +2863,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2875,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[33]
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2888,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{33}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2271,7 +2910,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2922,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[34]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2935,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{34}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2337,7 +2976,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2988,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[35]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +3001,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{35}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
@@ -2392,7 +3031,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +3043,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[36]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +3056,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{36}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -2455,7 +3094,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +3106,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[37]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +3119,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{37}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2505,7 +3144,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +3156,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[38]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +3169,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{38}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
 }
 
 type ListWorkersResponse struct {
@@ -2543,7 +3182,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +3194,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +3207,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2593,7 +3232,7 @@ type OverviewRequest struct {
 
 func (x *OverviewRequest) Reset() {
 	*x = OverviewRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +3244,7 @@ func (x *OverviewRequest) String() string {
 func (*OverviewRequest) ProtoMessage() {}
 
 func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +3257,7 @@ func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewRequest.ProtoReflect.Descriptor instead.
 func (*OverviewRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
 }
 
 type OverviewResponse struct {
@@ -2639,7 +3278,7 @@ type OverviewResponse struct {
 
 func (x *OverviewResponse) Reset() {
 	*x = OverviewResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2651,7 +3290,7 @@ func (x *OverviewResponse) String() string {
 func (*OverviewResponse) ProtoMessage() {}
 
 func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2664,7 +3303,7 @@ func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewResponse.ProtoReflect.Descriptor instead.
 func (*OverviewResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OverviewResponse) GetWorkers() uint32 {
@@ -2756,7 +3395,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +3407,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +3420,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TaskStatus) GetJobId() string {
@@ -2858,7 +3497,7 @@ type ReportTasksRequest struct {
 
 func (x *ReportTasksRequest) Reset() {
 	*x = ReportTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3509,7 @@ func (x *ReportTasksRequest) String() string {
 func (*ReportTasksRequest) ProtoMessage() {}
 
 func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3522,7 @@ func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
 func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReportTasksRequest) GetWorkerId() string {
@@ -2915,7 +3554,7 @@ type ReportTasksResponse struct {
 
 func (x *ReportTasksResponse) Reset() {
 	*x = ReportTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3566,7 @@ func (x *ReportTasksResponse) String() string {
 func (*ReportTasksResponse) ProtoMessage() {}
 
 func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3579,7 @@ func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
 func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
 }
 
 type TaskRef struct {
@@ -2953,7 +3592,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3604,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3617,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TaskRef) GetChain() uint32 {
@@ -3006,7 +3645,7 @@ type TaskPlacement struct {
 
 func (x *TaskPlacement) Reset() {
 	*x = TaskPlacement{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3018,7 +3657,7 @@ func (x *TaskPlacement) String() string {
 func (*TaskPlacement) ProtoMessage() {}
 
 func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3031,7 +3670,7 @@ func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskPlacement.ProtoReflect.Descriptor instead.
 func (*TaskPlacement) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TaskPlacement) GetChain() uint32 {
@@ -3068,7 +3707,7 @@ type PrepareJobRequest struct {
 
 func (x *PrepareJobRequest) Reset() {
 	*x = PrepareJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3719,7 @@ func (x *PrepareJobRequest) String() string {
 func (*PrepareJobRequest) ProtoMessage() {}
 
 func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3732,7 @@ func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobRequest.ProtoReflect.Descriptor instead.
 func (*PrepareJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PrepareJobRequest) GetJobId() string {
@@ -3141,7 +3780,7 @@ type PrepareJobResponse struct {
 
 func (x *PrepareJobResponse) Reset() {
 	*x = PrepareJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3792,7 @@ func (x *PrepareJobResponse) String() string {
 func (*PrepareJobResponse) ProtoMessage() {}
 
 func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3805,7 @@ func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobResponse.ProtoReflect.Descriptor instead.
 func (*PrepareJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PrepareJobResponse) GetDataAddr() string {
@@ -3200,7 +3839,7 @@ type DeployTasksRequest struct {
 
 func (x *DeployTasksRequest) Reset() {
 	*x = DeployTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3851,7 @@ func (x *DeployTasksRequest) String() string {
 func (*DeployTasksRequest) ProtoMessage() {}
 
 func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3864,7 @@ func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksRequest.ProtoReflect.Descriptor instead.
 func (*DeployTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeployTasksRequest) GetJobId() string {
@@ -3299,7 +3938,7 @@ type DeployTasksResponse struct {
 
 func (x *DeployTasksResponse) Reset() {
 	*x = DeployTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3950,7 @@ func (x *DeployTasksResponse) String() string {
 func (*DeployTasksResponse) ProtoMessage() {}
 
 func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3963,7 @@ func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksResponse.ProtoReflect.Descriptor instead.
 func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{57}
 }
 
 type AcknowledgeCheckpointRequest struct {
@@ -3341,7 +3980,7 @@ type AcknowledgeCheckpointRequest struct {
 
 func (x *AcknowledgeCheckpointRequest) Reset() {
 	*x = AcknowledgeCheckpointRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3992,7 @@ func (x *AcknowledgeCheckpointRequest) String() string {
 func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +4005,7 @@ func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AcknowledgeCheckpointRequest) GetWorkerId() string {
@@ -3419,7 +4058,7 @@ type AcknowledgeCheckpointResponse struct {
 
 func (x *AcknowledgeCheckpointResponse) Reset() {
 	*x = AcknowledgeCheckpointResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3431,7 +4070,7 @@ func (x *AcknowledgeCheckpointResponse) String() string {
 func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3444,7 +4083,7 @@ func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{59}
 }
 
 type CancelTasksRequest struct {
@@ -3457,7 +4096,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3469,7 +4108,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3482,7 +4121,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3507,7 +4146,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +4158,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +4171,7 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{61}
 }
 
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
@@ -3555,7 +4194,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x06config\x18\b \x03(\v2\x1c.eddy.v1.JobSpec.ConfigEntryR\x06config\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x03\n" +
 	"\x03Job\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.eddy.v1.JobSpecR\x04spec\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.eddy.v1.JobStatusR\x06status\x12#\n" +
@@ -3564,7 +4203,12 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\rupdated_at_ms\x18\x05 \x01(\x03R\vupdatedAtMs\x12!\n" +
 	"\fcreate_index\x18\x06 \x01(\x04R\vcreateIndex\x12!\n" +
 	"\fmodify_index\x18\a \x01(\x04R\vmodifyIndex\x12\x18\n" +
-	"\aattempt\x18\b \x01(\x04R\aattempt\"\xaa\x02\n" +
+	"\aattempt\x18\b \x01(\x04R\aattempt\x12\x1a\n" +
+	"\brestarts\x18\t \x01(\rR\brestarts\x12\x18\n" +
+	"\afailure\x18\n" +
+	" \x01(\tR\afailure\x12\"\n" +
+	"\rfailure_at_ms\x18\v \x01(\x03R\vfailureAtMs\x124\n" +
+	"\x16restored_checkpoint_id\x18\f \x01(\x04R\x14restoredCheckpointId\"\xaa\x02\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3587,7 +4231,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
-	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"\xed\x01\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"\x8d\x03\n" +
 	"\x10CheckpointRecord\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x10\n" +
@@ -3596,7 +4240,25 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12&\n" +
 	"\x0ftriggered_at_ms\x18\x05 \x01(\x03R\rtriggeredAtMs\x12&\n" +
 	"\x0fcompleted_at_ms\x18\x06 \x01(\x03R\rcompletedAtMs\x12\x1c\n" +
-	"\tsavepoint\x18\a \x01(\bR\tsavepoint\"W\n" +
+	"\tsavepoint\x18\a \x01(\bR\tsavepoint\x121\n" +
+	"\x06status\x18\b \x01(\x0e2\x19.eddy.v1.CheckpointStatusR\x06status\x12\x18\n" +
+	"\aattempt\x18\t \x01(\x04R\aattempt\x12\x18\n" +
+	"\afailure\x18\n" +
+	" \x01(\tR\afailure\x12\x1f\n" +
+	"\vduration_ms\x18\v \x01(\x03R\n" +
+	"durationMs\x12\x16\n" +
+	"\x06manual\x18\f \x01(\bR\x06manual\"\x86\x03\n" +
+	"\x0eJobCheckpoints\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x17\n" +
+	"\alast_id\x18\x02 \x01(\x04R\x06lastId\x12:\n" +
+	"\vin_progress\x18\x03 \x01(\v2\x19.eddy.v1.CheckpointRecordR\n" +
+	"inProgress\x125\n" +
+	"\bretained\x18\x04 \x03(\v2\x19.eddy.v1.CheckpointRecordR\bretained\x123\n" +
+	"\ahistory\x18\x05 \x03(\v2\x19.eddy.v1.CheckpointRecordR\ahistory\x12\x1c\n" +
+	"\tcompleted\x18\x06 \x01(\x04R\tcompleted\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x04R\x06failed\x121\n" +
+	"\x14consecutive_failures\x18\b \x01(\rR\x13consecutiveFailures\x123\n" +
+	"\adropped\x18\t \x03(\v2\x19.eddy.v1.CheckpointRecordR\adropped\"W\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\"\n" +
@@ -3633,19 +4295,41 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x12UpdateTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12)\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\xcf\x01\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\x83\x02\n" +
 	"\x13StartAttemptCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12*\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x12.eddy.v1.JobStatusR\x06status\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x13\n" +
 	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12.\n" +
-	"\bexpected\x18\x06 \x03(\x0e2\x12.eddy.v1.JobStatusR\bexpected\"n\n" +
+	"\bexpected\x18\x06 \x03(\x0e2\x12.eddy.v1.JobStatusR\bexpected\x122\n" +
+	"\x15restore_checkpoint_id\x18\a \x01(\x04R\x13restoreCheckpointId\"n\n" +
 	"\x19CompleteCheckpointCommand\x129\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x19.eddy.v1.CheckpointRecordR\n" +
 	"checkpoint\x12\x16\n" +
-	"\x06retain\x18\x02 \x01(\rR\x06retain\"\x9c\x01\n" +
+	"\x06retain\x18\x02 \x01(\rR\x06retain\"\x8a\x01\n" +
+	"\x18TriggerCheckpointCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x13\n" +
+	"\x05at_ms\x18\x03 \x01(\x03R\x04atMs\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12\x16\n" +
+	"\x06manual\x18\x05 \x01(\bR\x06manual\"\x82\x01\n" +
+	"\x15FailCheckpointCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
+	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x18\n" +
+	"\afailure\x18\x03 \x01(\tR\afailure\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"\x83\x01\n" +
+	"\x18DiscardCheckpointCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
+	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"q\n" +
+	"\x11RestartJobCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"\x9c\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -3680,12 +4364,17 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x11CancelJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.eddy.v1.JobR\x03job\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xd3\x01\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x97\x02\n" +
 	"\x0eGetJobResponse\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.eddy.v1.JobR\x03job\x129\n" +
 	"\vassignments\x18\x02 \x03(\v2\x17.eddy.v1.SlotAssignmentR\vassignments\x12;\n" +
 	"\vcheckpoints\x18\x03 \x03(\v2\x19.eddy.v1.CheckpointRecordR\vcheckpoints\x12)\n" +
-	"\x05tasks\x18\x04 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\x11\n" +
+	"\x05tasks\x18\x04 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\x12B\n" +
+	"\x10checkpoint_stats\x18\x05 \x01(\v2\x17.eddy.v1.JobCheckpointsR\x0fcheckpointStats\"1\n" +
+	"\x18TriggerCheckpointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"@\n" +
+	"\x19TriggerCheckpointResponse\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x04R\fcheckpointId\"\x11\n" +
 	"\x0fListJobsRequest\"4\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.eddy.v1.JobR\x04jobs\"\x85\x01\n" +
@@ -3804,7 +4493,13 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\fWorkerStatus\x12\x1d\n" +
 	"\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13WORKER_STATUS_ALIVE\x10\x01\x12\x16\n" +
-	"\x12WORKER_STATUS_LOST\x10\x02*\xa2\x01\n" +
+	"\x12WORKER_STATUS_LOST\x10\x02*\xb8\x01\n" +
+	"\x10CheckpointStatus\x12!\n" +
+	"\x1dCHECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dCHECKPOINT_STATUS_IN_PROGRESS\x10\x01\x12\x1f\n" +
+	"\x1bCHECKPOINT_STATUS_COMPLETED\x10\x02\x12\x1c\n" +
+	"\x18CHECKPOINT_STATUS_FAILED\x10\x03\x12\x1f\n" +
+	"\x1bCHECKPOINT_STATUS_DISCARDED\x10\x04*\xa2\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_STATE_DEPLOYING\x10\x01\x12\x16\n" +
@@ -3818,7 +4513,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\vDeployTasks\x12\x1b.eddy.v1.DeployTasksRequest\x1a\x1c.eddy.v1.DeployTasksResponse\x12H\n" +
 	"\vCancelTasks\x12\x1b.eddy.v1.CancelTasksRequest\x1a\x1c.eddy.v1.CancelTasksResponse\x12S\n" +
 	"\n" +
-	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2\x91\a\n" +
+	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2\xed\a\n" +
 	"\fControlPlane\x123\n" +
 	"\x04Join\x12\x14.eddy.v1.JoinRequest\x1a\x15.eddy.v1.JoinResponse\x126\n" +
 	"\x05Leave\x12\x15.eddy.v1.LeaveRequest\x1a\x16.eddy.v1.LeaveResponse\x12<\n" +
@@ -3832,7 +4527,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x19.eddy.v1.HeartbeatRequest\x1a\x1a.eddy.v1.HeartbeatResponse\x12H\n" +
 	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponse\x12H\n" +
 	"\vReportTasks\x12\x1b.eddy.v1.ReportTasksRequest\x1a\x1c.eddy.v1.ReportTasksResponse\x12f\n" +
-	"\x15AcknowledgeCheckpoint\x12%.eddy.v1.AcknowledgeCheckpointRequest\x1a&.eddy.v1.AcknowledgeCheckpointResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
+	"\x15AcknowledgeCheckpoint\x12%.eddy.v1.AcknowledgeCheckpointRequest\x1a&.eddy.v1.AcknowledgeCheckpointResponse\x12Z\n" +
+	"\x11TriggerCheckpoint\x12!.eddy.v1.TriggerCheckpointRequest\x1a\".eddy.v1.TriggerCheckpointResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
 
 var (
 	file_eddypb_controlplane_proto_rawDescOnce sync.Once
@@ -3846,154 +4542,170 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 	return file_eddypb_controlplane_proto_rawDescData
 }
 
-var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                        // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                     // 1: eddy.v1.WorkerStatus
-	(TaskState)(0),                        // 2: eddy.v1.TaskState
-	(*ArtifactRef)(nil),                   // 3: eddy.v1.ArtifactRef
-	(*JobSpec)(nil),                       // 4: eddy.v1.JobSpec
-	(*Job)(nil),                           // 5: eddy.v1.Job
-	(*Worker)(nil),                        // 6: eddy.v1.Worker
-	(*SlotAssignment)(nil),                // 7: eddy.v1.SlotAssignment
-	(*Member)(nil),                        // 8: eddy.v1.Member
-	(*CheckpointRecord)(nil),              // 9: eddy.v1.CheckpointRecord
-	(*InitClusterCommand)(nil),            // 10: eddy.v1.InitClusterCommand
-	(*UpsertMemberCommand)(nil),           // 11: eddy.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),           // 12: eddy.v1.RemoveMemberCommand
-	(*SubmitJobCommand)(nil),              // 13: eddy.v1.SubmitJobCommand
-	(*UpdateJobStatusCommand)(nil),        // 14: eddy.v1.UpdateJobStatusCommand
-	(*RegisterWorkerCommand)(nil),         // 15: eddy.v1.RegisterWorkerCommand
-	(*UpdateWorkerStatusCommand)(nil),     // 16: eddy.v1.UpdateWorkerStatusCommand
-	(*AssignSlotsCommand)(nil),            // 17: eddy.v1.AssignSlotsCommand
-	(*ReleaseSlotsCommand)(nil),           // 18: eddy.v1.ReleaseSlotsCommand
-	(*UpdateTasksCommand)(nil),            // 19: eddy.v1.UpdateTasksCommand
-	(*StartAttemptCommand)(nil),           // 20: eddy.v1.StartAttemptCommand
-	(*CompleteCheckpointCommand)(nil),     // 21: eddy.v1.CompleteCheckpointCommand
-	(*JoinRequest)(nil),                   // 22: eddy.v1.JoinRequest
-	(*JoinResponse)(nil),                  // 23: eddy.v1.JoinResponse
-	(*LeaveRequest)(nil),                  // 24: eddy.v1.LeaveRequest
-	(*LeaveResponse)(nil),                 // 25: eddy.v1.LeaveResponse
-	(*ClusterRequest)(nil),                // 26: eddy.v1.ClusterRequest
-	(*ClusterResponse)(nil),               // 27: eddy.v1.ClusterResponse
-	(*ClusterMember)(nil),                 // 28: eddy.v1.ClusterMember
-	(*SubmitJobRequest)(nil),              // 29: eddy.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),             // 30: eddy.v1.SubmitJobResponse
-	(*CancelJobRequest)(nil),              // 31: eddy.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),             // 32: eddy.v1.CancelJobResponse
-	(*GetJobRequest)(nil),                 // 33: eddy.v1.GetJobRequest
-	(*GetJobResponse)(nil),                // 34: eddy.v1.GetJobResponse
-	(*ListJobsRequest)(nil),               // 35: eddy.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),              // 36: eddy.v1.ListJobsResponse
-	(*RegisterWorkerRequest)(nil),         // 37: eddy.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),        // 38: eddy.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),              // 39: eddy.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 40: eddy.v1.HeartbeatResponse
-	(*ListWorkersRequest)(nil),            // 41: eddy.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),           // 42: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),               // 43: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),              // 44: eddy.v1.OverviewResponse
-	(*TaskStatus)(nil),                    // 45: eddy.v1.TaskStatus
-	(*ReportTasksRequest)(nil),            // 46: eddy.v1.ReportTasksRequest
-	(*ReportTasksResponse)(nil),           // 47: eddy.v1.ReportTasksResponse
-	(*TaskRef)(nil),                       // 48: eddy.v1.TaskRef
-	(*TaskPlacement)(nil),                 // 49: eddy.v1.TaskPlacement
-	(*PrepareJobRequest)(nil),             // 50: eddy.v1.PrepareJobRequest
-	(*PrepareJobResponse)(nil),            // 51: eddy.v1.PrepareJobResponse
-	(*DeployTasksRequest)(nil),            // 52: eddy.v1.DeployTasksRequest
-	(*DeployTasksResponse)(nil),           // 53: eddy.v1.DeployTasksResponse
-	(*AcknowledgeCheckpointRequest)(nil),  // 54: eddy.v1.AcknowledgeCheckpointRequest
-	(*AcknowledgeCheckpointResponse)(nil), // 55: eddy.v1.AcknowledgeCheckpointResponse
-	(*CancelTasksRequest)(nil),            // 56: eddy.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),           // 57: eddy.v1.CancelTasksResponse
-	nil,                                   // 58: eddy.v1.JobSpec.ConfigEntry
-	nil,                                   // 59: eddy.v1.PrepareJobRequest.ConfigEntry
-	nil,                                   // 60: eddy.v1.DeployTasksRequest.ConfigEntry
-	(*pluginpb.RestoreSpec)(nil),          // 61: eddy.plugin.v1.RestoreSpec
-	(*pluginpb.CheckpointAck)(nil),        // 62: eddy.plugin.v1.CheckpointAck
-	(*pluginpb.CheckpointRequest)(nil),    // 63: eddy.plugin.v1.CheckpointRequest
-	(*pluginpb.CheckpointResponse)(nil),   // 64: eddy.plugin.v1.CheckpointResponse
+	(CheckpointStatus)(0),                 // 2: eddy.v1.CheckpointStatus
+	(TaskState)(0),                        // 3: eddy.v1.TaskState
+	(*ArtifactRef)(nil),                   // 4: eddy.v1.ArtifactRef
+	(*JobSpec)(nil),                       // 5: eddy.v1.JobSpec
+	(*Job)(nil),                           // 6: eddy.v1.Job
+	(*Worker)(nil),                        // 7: eddy.v1.Worker
+	(*SlotAssignment)(nil),                // 8: eddy.v1.SlotAssignment
+	(*Member)(nil),                        // 9: eddy.v1.Member
+	(*CheckpointRecord)(nil),              // 10: eddy.v1.CheckpointRecord
+	(*JobCheckpoints)(nil),                // 11: eddy.v1.JobCheckpoints
+	(*InitClusterCommand)(nil),            // 12: eddy.v1.InitClusterCommand
+	(*UpsertMemberCommand)(nil),           // 13: eddy.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),           // 14: eddy.v1.RemoveMemberCommand
+	(*SubmitJobCommand)(nil),              // 15: eddy.v1.SubmitJobCommand
+	(*UpdateJobStatusCommand)(nil),        // 16: eddy.v1.UpdateJobStatusCommand
+	(*RegisterWorkerCommand)(nil),         // 17: eddy.v1.RegisterWorkerCommand
+	(*UpdateWorkerStatusCommand)(nil),     // 18: eddy.v1.UpdateWorkerStatusCommand
+	(*AssignSlotsCommand)(nil),            // 19: eddy.v1.AssignSlotsCommand
+	(*ReleaseSlotsCommand)(nil),           // 20: eddy.v1.ReleaseSlotsCommand
+	(*UpdateTasksCommand)(nil),            // 21: eddy.v1.UpdateTasksCommand
+	(*StartAttemptCommand)(nil),           // 22: eddy.v1.StartAttemptCommand
+	(*CompleteCheckpointCommand)(nil),     // 23: eddy.v1.CompleteCheckpointCommand
+	(*TriggerCheckpointCommand)(nil),      // 24: eddy.v1.TriggerCheckpointCommand
+	(*FailCheckpointCommand)(nil),         // 25: eddy.v1.FailCheckpointCommand
+	(*DiscardCheckpointCommand)(nil),      // 26: eddy.v1.DiscardCheckpointCommand
+	(*RestartJobCommand)(nil),             // 27: eddy.v1.RestartJobCommand
+	(*JoinRequest)(nil),                   // 28: eddy.v1.JoinRequest
+	(*JoinResponse)(nil),                  // 29: eddy.v1.JoinResponse
+	(*LeaveRequest)(nil),                  // 30: eddy.v1.LeaveRequest
+	(*LeaveResponse)(nil),                 // 31: eddy.v1.LeaveResponse
+	(*ClusterRequest)(nil),                // 32: eddy.v1.ClusterRequest
+	(*ClusterResponse)(nil),               // 33: eddy.v1.ClusterResponse
+	(*ClusterMember)(nil),                 // 34: eddy.v1.ClusterMember
+	(*SubmitJobRequest)(nil),              // 35: eddy.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),             // 36: eddy.v1.SubmitJobResponse
+	(*CancelJobRequest)(nil),              // 37: eddy.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),             // 38: eddy.v1.CancelJobResponse
+	(*GetJobRequest)(nil),                 // 39: eddy.v1.GetJobRequest
+	(*GetJobResponse)(nil),                // 40: eddy.v1.GetJobResponse
+	(*TriggerCheckpointRequest)(nil),      // 41: eddy.v1.TriggerCheckpointRequest
+	(*TriggerCheckpointResponse)(nil),     // 42: eddy.v1.TriggerCheckpointResponse
+	(*ListJobsRequest)(nil),               // 43: eddy.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 44: eddy.v1.ListJobsResponse
+	(*RegisterWorkerRequest)(nil),         // 45: eddy.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),        // 46: eddy.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),              // 47: eddy.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 48: eddy.v1.HeartbeatResponse
+	(*ListWorkersRequest)(nil),            // 49: eddy.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),           // 50: eddy.v1.ListWorkersResponse
+	(*OverviewRequest)(nil),               // 51: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),              // 52: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                    // 53: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),            // 54: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),           // 55: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                       // 56: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),                 // 57: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),             // 58: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),            // 59: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),            // 60: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),           // 61: eddy.v1.DeployTasksResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 62: eddy.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 63: eddy.v1.AcknowledgeCheckpointResponse
+	(*CancelTasksRequest)(nil),            // 64: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),           // 65: eddy.v1.CancelTasksResponse
+	nil,                                   // 66: eddy.v1.JobSpec.ConfigEntry
+	nil,                                   // 67: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                                   // 68: eddy.v1.DeployTasksRequest.ConfigEntry
+	(*pluginpb.RestoreSpec)(nil),          // 69: eddy.plugin.v1.RestoreSpec
+	(*pluginpb.CheckpointAck)(nil),        // 70: eddy.plugin.v1.CheckpointAck
+	(*pluginpb.CheckpointRequest)(nil),    // 71: eddy.plugin.v1.CheckpointRequest
+	(*pluginpb.CheckpointResponse)(nil),   // 72: eddy.plugin.v1.CheckpointResponse
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
-	3,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	58, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
-	4,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
+	4,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
+	66, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	5,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
 	0,  // 3: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
 	1,  // 4: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
-	8,  // 5: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
-	4,  // 6: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
-	0,  // 7: eddy.v1.UpdateJobStatusCommand.status:type_name -> eddy.v1.JobStatus
-	0,  // 8: eddy.v1.UpdateJobStatusCommand.expected:type_name -> eddy.v1.JobStatus
-	6,  // 9: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
-	1,  // 10: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
-	7,  // 11: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
-	45, // 12: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
-	0,  // 13: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
-	0,  // 14: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
-	9,  // 15: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
-	28, // 16: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
-	8,  // 17: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
-	4,  // 18: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
-	5,  // 19: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
-	5,  // 20: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
-	5,  // 21: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
-	7,  // 22: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	9,  // 23: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
-	45, // 24: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
-	5,  // 25: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
-	45, // 26: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	56, // 27: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
-	6,  // 28: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
-	7,  // 29: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	2,  // 30: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
-	45, // 31: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
-	3,  // 32: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	59, // 33: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
-	48, // 34: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
-	49, // 35: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	60, // 36: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	61, // 37: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
-	62, // 38: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
-	50, // 39: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	52, // 40: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	56, // 41: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	63, // 42: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
-	22, // 43: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	24, // 44: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	26, // 45: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	43, // 46: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	29, // 47: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	31, // 48: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	33, // 49: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	35, // 50: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	37, // 51: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	39, // 52: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	41, // 53: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	46, // 54: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	54, // 55: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
-	51, // 56: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	53, // 57: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	57, // 58: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	64, // 59: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
-	23, // 60: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	25, // 61: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	27, // 62: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	44, // 63: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	30, // 64: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	32, // 65: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	34, // 66: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	36, // 67: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	38, // 68: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	40, // 69: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	42, // 70: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	47, // 71: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	55, // 72: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
-	56, // [56:73] is the sub-list for method output_type
-	39, // [39:56] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	2,  // 5: eddy.v1.CheckpointRecord.status:type_name -> eddy.v1.CheckpointStatus
+	10, // 6: eddy.v1.JobCheckpoints.in_progress:type_name -> eddy.v1.CheckpointRecord
+	10, // 7: eddy.v1.JobCheckpoints.retained:type_name -> eddy.v1.CheckpointRecord
+	10, // 8: eddy.v1.JobCheckpoints.history:type_name -> eddy.v1.CheckpointRecord
+	10, // 9: eddy.v1.JobCheckpoints.dropped:type_name -> eddy.v1.CheckpointRecord
+	9,  // 10: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
+	5,  // 11: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
+	0,  // 12: eddy.v1.UpdateJobStatusCommand.status:type_name -> eddy.v1.JobStatus
+	0,  // 13: eddy.v1.UpdateJobStatusCommand.expected:type_name -> eddy.v1.JobStatus
+	7,  // 14: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
+	1,  // 15: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
+	8,  // 16: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
+	53, // 17: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
+	0,  // 18: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
+	0,  // 19: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
+	10, // 20: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
+	34, // 21: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
+	9,  // 22: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
+	5,  // 23: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
+	6,  // 24: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
+	6,  // 25: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
+	6,  // 26: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
+	8,  // 27: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	10, // 28: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
+	53, // 29: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
+	11, // 30: eddy.v1.GetJobResponse.checkpoint_stats:type_name -> eddy.v1.JobCheckpoints
+	6,  // 31: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
+	53, // 32: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
+	64, // 33: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
+	7,  // 34: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
+	8,  // 35: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	3,  // 36: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	53, // 37: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	4,  // 38: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	67, // 39: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	56, // 40: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	57, // 41: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	68, // 42: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	69, // 43: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	70, // 44: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	58, // 45: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	60, // 46: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	64, // 47: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	71, // 48: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	28, // 49: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	30, // 50: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	32, // 51: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	51, // 52: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	35, // 53: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	37, // 54: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	39, // 55: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	43, // 56: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	45, // 57: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	47, // 58: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	49, // 59: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	54, // 60: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	62, // 61: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
+	41, // 62: eddy.v1.ControlPlane.TriggerCheckpoint:input_type -> eddy.v1.TriggerCheckpointRequest
+	59, // 63: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	61, // 64: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	65, // 65: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	72, // 66: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	29, // 67: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	31, // 68: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	33, // 69: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	52, // 70: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	36, // 71: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	38, // 72: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	40, // 73: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	44, // 74: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	46, // 75: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	48, // 76: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	50, // 77: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	55, // 78: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	63, // 79: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
+	42, // 80: eddy.v1.ControlPlane.TriggerCheckpoint:output_type -> eddy.v1.TriggerCheckpointResponse
+	63, // [63:81] is the sub-list for method output_type
+	45, // [45:63] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -4006,8 +4718,8 @@ func file_eddypb_controlplane_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   58,
+			NumEnums:      4,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

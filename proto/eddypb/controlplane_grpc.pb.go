@@ -269,6 +269,7 @@ const (
 	ControlPlane_ListWorkers_FullMethodName           = "/eddy.v1.ControlPlane/ListWorkers"
 	ControlPlane_ReportTasks_FullMethodName           = "/eddy.v1.ControlPlane/ReportTasks"
 	ControlPlane_AcknowledgeCheckpoint_FullMethodName = "/eddy.v1.ControlPlane/AcknowledgeCheckpoint"
+	ControlPlane_TriggerCheckpoint_FullMethodName     = "/eddy.v1.ControlPlane/TriggerCheckpoint"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -294,6 +295,8 @@ type ControlPlaneClient interface {
 	// AcknowledgeCheckpoint carries a task's acknowledgement (or decline) of
 	// a checkpoint from its worker to the leader's checkpoint coordinator.
 	AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error)
+	// TriggerCheckpoint starts a checkpoint of a running job now.
+	TriggerCheckpoint(ctx context.Context, in *TriggerCheckpointRequest, opts ...grpc.CallOption) (*TriggerCheckpointResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -434,6 +437,16 @@ func (c *controlPlaneClient) AcknowledgeCheckpoint(ctx context.Context, in *Ackn
 	return out, nil
 }
 
+func (c *controlPlaneClient) TriggerCheckpoint(ctx context.Context, in *TriggerCheckpointRequest, opts ...grpc.CallOption) (*TriggerCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TriggerCheckpointResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_TriggerCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -457,6 +470,8 @@ type ControlPlaneServer interface {
 	// AcknowledgeCheckpoint carries a task's acknowledgement (or decline) of
 	// a checkpoint from its worker to the leader's checkpoint coordinator.
 	AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error)
+	// TriggerCheckpoint starts a checkpoint of a running job now.
+	TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -505,6 +520,9 @@ func (UnimplementedControlPlaneServer) ReportTasks(context.Context, *ReportTasks
 }
 func (UnimplementedControlPlaneServer) AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcknowledgeCheckpoint not implemented")
+}
+func (UnimplementedControlPlaneServer) TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TriggerCheckpoint not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -761,6 +779,24 @@ func _ControlPlane_AcknowledgeCheckpoint_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_TriggerCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TriggerCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).TriggerCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_TriggerCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).TriggerCheckpoint(ctx, req.(*TriggerCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -819,6 +855,10 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgeCheckpoint",
 			Handler:    _ControlPlane_AcknowledgeCheckpoint_Handler,
+		},
+		{
+			MethodName: "TriggerCheckpoint",
+			Handler:    _ControlPlane_TriggerCheckpoint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1024,12 +1024,18 @@ func (x *DescribeResponse) GetGraph() *JobGraph {
 }
 
 type PrepareRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	DataHost      string                 `protobuf:"bytes,3,opt,name=data_host,json=dataHost,proto3" json:"data_host,omitempty"` // the host to accept data on, as peers reach it
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Args     []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	DataHost string                 `protobuf:"bytes,3,opt,name=data_host,json=dataHost,proto3" json:"data_host,omitempty"` // the host to accept data on, as peers reach it
+	// validate_restore asks the plugin to check, before any task starts, that
+	// the job at parallelism can restore restore: the metadata, the operators'
+	// UIDs and max parallelism, and every state through its operator's codec.
+	ValidateRestore bool         `protobuf:"varint,4,opt,name=validate_restore,json=validateRestore,proto3" json:"validate_restore,omitempty"`
+	Restore         *RestoreSpec `protobuf:"bytes,5,opt,name=restore,proto3" json:"restore,omitempty"`
+	Parallelism     uint32       `protobuf:"varint,6,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PrepareRequest) Reset() {
@@ -1081,6 +1087,27 @@ func (x *PrepareRequest) GetDataHost() string {
 		return x.DataHost
 	}
 	return ""
+}
+
+func (x *PrepareRequest) GetValidateRestore() bool {
+	if x != nil {
+		return x.ValidateRestore
+	}
+	return false
+}
+
+func (x *PrepareRequest) GetRestore() *RestoreSpec {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
 }
 
 type PrepareResponse struct {
@@ -2339,7 +2366,11 @@ type Event struct {
 	//	*Event_Barrier
 	//	*Event_EndOfInput
 	//	*Event_Idle
-	Kind          isEvent_Kind `protobuf_oneof:"kind"`
+	Kind isEvent_Kind `protobuf_oneof:"kind"`
+	// end_reason, with end_of_input, says how the producer's input ended:
+	// 0 at its end, 1 stopped by a savepoint without drain (event time holds),
+	// 2 stopped with drain.
+	EndReason     uint32 `protobuf:"varint,5,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2415,6 +2446,13 @@ func (x *Event) GetIdle() bool {
 		}
 	}
 	return false
+}
+
+func (x *Event) GetEndReason() uint32 {
+	if x != nil {
+		return x.EndReason
+	}
+	return 0
 }
 
 type isEvent_Kind interface {
@@ -2567,11 +2605,14 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12 \n" +
 	"\vparallelism\x18\x02 \x01(\rR\vparallelism\"B\n" +
 	"\x10DescribeResponse\x12.\n" +
-	"\x05graph\x18\x01 \x01(\v2\x18.eddy.plugin.v1.JobGraphR\x05graph\"X\n" +
+	"\x05graph\x18\x01 \x01(\v2\x18.eddy.plugin.v1.JobGraphR\x05graph\"\xdc\x01\n" +
 	"\x0ePrepareRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1b\n" +
-	"\tdata_host\x18\x03 \x01(\tR\bdataHost\"O\n" +
+	"\tdata_host\x18\x03 \x01(\tR\bdataHost\x12)\n" +
+	"\x10validate_restore\x18\x04 \x01(\bR\x0fvalidateRestore\x125\n" +
+	"\arestore\x18\x05 \x01(\v2\x1b.eddy.plugin.v1.RestoreSpecR\arestore\x12 \n" +
+	"\vparallelism\x18\x06 \x01(\rR\vparallelism\"O\n" +
 	"\x0fPrepareResponse\x12\x1b\n" +
 	"\tdata_addr\x18\x01 \x01(\tR\bdataAddr\x12\x1f\n" +
 	"\vsdk_version\x18\x02 \x01(\tR\n" +
@@ -2669,13 +2710,15 @@ const file_pluginpb_plugin_proto_rawDesc = "" +
 	"\x04open\x18\x01 \x01(\v2\x17.eddy.plugin.v1.ChannelR\x04open\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\fR\arecords\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\rR\x05count\x12+\n" +
-	"\x05event\x18\x04 \x01(\v2\x15.eddy.plugin.v1.EventR\x05event\"\x85\x01\n" +
+	"\x05event\x18\x04 \x01(\v2\x15.eddy.plugin.v1.EventR\x05event\"\xa4\x01\n" +
 	"\x05Event\x12\x1e\n" +
 	"\twatermark\x18\x01 \x01(\x03H\x00R\twatermark\x12\x1a\n" +
 	"\abarrier\x18\x02 \x01(\x04H\x00R\abarrier\x12\"\n" +
 	"\fend_of_input\x18\x03 \x01(\bH\x00R\n" +
 	"endOfInput\x12\x14\n" +
-	"\x04idle\x18\x04 \x01(\bH\x00R\x04idleB\x06\n" +
+	"\x04idle\x18\x04 \x01(\bH\x00R\x04idle\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\x05 \x01(\rR\tendReasonB\x06\n" +
 	"\x04kind\"\"\n" +
 	"\x06Credit\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\rR\abatches*\x95\x01\n" +
@@ -2772,40 +2815,41 @@ var file_pluginpb_plugin_proto_depIdxs = []int32{
 	10, // 7: eddy.plugin.v1.Chain.inputs:type_name -> eddy.plugin.v1.ChainEdge
 	0,  // 8: eddy.plugin.v1.ChainEdge.partitioning:type_name -> eddy.plugin.v1.Partitioning
 	4,  // 9: eddy.plugin.v1.DescribeResponse.graph:type_name -> eddy.plugin.v1.JobGraph
-	11, // 10: eddy.plugin.v1.DeployRequest.tasks:type_name -> eddy.plugin.v1.TaskID
-	12, // 11: eddy.plugin.v1.DeployRequest.placement:type_name -> eddy.plugin.v1.Placement
-	36, // 12: eddy.plugin.v1.DeployRequest.config:type_name -> eddy.plugin.v1.DeployRequest.ConfigEntry
-	18, // 13: eddy.plugin.v1.DeployRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
-	11, // 14: eddy.plugin.v1.TaskEvent.task:type_name -> eddy.plugin.v1.TaskID
-	1,  // 15: eddy.plugin.v1.TaskEvent.state:type_name -> eddy.plugin.v1.TaskState
-	26, // 16: eddy.plugin.v1.TaskEvent.ack:type_name -> eddy.plugin.v1.CheckpointAck
-	2,  // 17: eddy.plugin.v1.CheckpointRequest.action:type_name -> eddy.plugin.v1.CheckpointAction
-	27, // 18: eddy.plugin.v1.CheckpointAck.operators:type_name -> eddy.plugin.v1.OperatorSubtaskState
-	28, // 19: eddy.plugin.v1.OperatorSubtaskState.key_groups:type_name -> eddy.plugin.v1.KeyGroupSlice
-	29, // 20: eddy.plugin.v1.OperatorSubtaskState.items:type_name -> eddy.plugin.v1.Slice
-	31, // 21: eddy.plugin.v1.CheckpointMetadata.operators:type_name -> eddy.plugin.v1.OperatorState
-	27, // 22: eddy.plugin.v1.OperatorState.subtasks:type_name -> eddy.plugin.v1.OperatorSubtaskState
-	32, // 23: eddy.plugin.v1.Frame.open:type_name -> eddy.plugin.v1.Channel
-	34, // 24: eddy.plugin.v1.Frame.event:type_name -> eddy.plugin.v1.Event
-	13, // 25: eddy.plugin.v1.TaskExecutor.Describe:input_type -> eddy.plugin.v1.DescribeRequest
-	15, // 26: eddy.plugin.v1.TaskExecutor.Prepare:input_type -> eddy.plugin.v1.PrepareRequest
-	17, // 27: eddy.plugin.v1.TaskExecutor.Deploy:input_type -> eddy.plugin.v1.DeployRequest
-	20, // 28: eddy.plugin.v1.TaskExecutor.Cancel:input_type -> eddy.plugin.v1.CancelRequest
-	22, // 29: eddy.plugin.v1.TaskExecutor.Events:input_type -> eddy.plugin.v1.EventsRequest
-	24, // 30: eddy.plugin.v1.TaskExecutor.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
-	33, // 31: eddy.plugin.v1.Exchange.Open:input_type -> eddy.plugin.v1.Frame
-	14, // 32: eddy.plugin.v1.TaskExecutor.Describe:output_type -> eddy.plugin.v1.DescribeResponse
-	16, // 33: eddy.plugin.v1.TaskExecutor.Prepare:output_type -> eddy.plugin.v1.PrepareResponse
-	19, // 34: eddy.plugin.v1.TaskExecutor.Deploy:output_type -> eddy.plugin.v1.DeployResponse
-	21, // 35: eddy.plugin.v1.TaskExecutor.Cancel:output_type -> eddy.plugin.v1.CancelResponse
-	23, // 36: eddy.plugin.v1.TaskExecutor.Events:output_type -> eddy.plugin.v1.TaskEvent
-	25, // 37: eddy.plugin.v1.TaskExecutor.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
-	35, // 38: eddy.plugin.v1.Exchange.Open:output_type -> eddy.plugin.v1.Credit
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	18, // 10: eddy.plugin.v1.PrepareRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	11, // 11: eddy.plugin.v1.DeployRequest.tasks:type_name -> eddy.plugin.v1.TaskID
+	12, // 12: eddy.plugin.v1.DeployRequest.placement:type_name -> eddy.plugin.v1.Placement
+	36, // 13: eddy.plugin.v1.DeployRequest.config:type_name -> eddy.plugin.v1.DeployRequest.ConfigEntry
+	18, // 14: eddy.plugin.v1.DeployRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	11, // 15: eddy.plugin.v1.TaskEvent.task:type_name -> eddy.plugin.v1.TaskID
+	1,  // 16: eddy.plugin.v1.TaskEvent.state:type_name -> eddy.plugin.v1.TaskState
+	26, // 17: eddy.plugin.v1.TaskEvent.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	2,  // 18: eddy.plugin.v1.CheckpointRequest.action:type_name -> eddy.plugin.v1.CheckpointAction
+	27, // 19: eddy.plugin.v1.CheckpointAck.operators:type_name -> eddy.plugin.v1.OperatorSubtaskState
+	28, // 20: eddy.plugin.v1.OperatorSubtaskState.key_groups:type_name -> eddy.plugin.v1.KeyGroupSlice
+	29, // 21: eddy.plugin.v1.OperatorSubtaskState.items:type_name -> eddy.plugin.v1.Slice
+	31, // 22: eddy.plugin.v1.CheckpointMetadata.operators:type_name -> eddy.plugin.v1.OperatorState
+	27, // 23: eddy.plugin.v1.OperatorState.subtasks:type_name -> eddy.plugin.v1.OperatorSubtaskState
+	32, // 24: eddy.plugin.v1.Frame.open:type_name -> eddy.plugin.v1.Channel
+	34, // 25: eddy.plugin.v1.Frame.event:type_name -> eddy.plugin.v1.Event
+	13, // 26: eddy.plugin.v1.TaskExecutor.Describe:input_type -> eddy.plugin.v1.DescribeRequest
+	15, // 27: eddy.plugin.v1.TaskExecutor.Prepare:input_type -> eddy.plugin.v1.PrepareRequest
+	17, // 28: eddy.plugin.v1.TaskExecutor.Deploy:input_type -> eddy.plugin.v1.DeployRequest
+	20, // 29: eddy.plugin.v1.TaskExecutor.Cancel:input_type -> eddy.plugin.v1.CancelRequest
+	22, // 30: eddy.plugin.v1.TaskExecutor.Events:input_type -> eddy.plugin.v1.EventsRequest
+	24, // 31: eddy.plugin.v1.TaskExecutor.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	33, // 32: eddy.plugin.v1.Exchange.Open:input_type -> eddy.plugin.v1.Frame
+	14, // 33: eddy.plugin.v1.TaskExecutor.Describe:output_type -> eddy.plugin.v1.DescribeResponse
+	16, // 34: eddy.plugin.v1.TaskExecutor.Prepare:output_type -> eddy.plugin.v1.PrepareResponse
+	19, // 35: eddy.plugin.v1.TaskExecutor.Deploy:output_type -> eddy.plugin.v1.DeployResponse
+	21, // 36: eddy.plugin.v1.TaskExecutor.Cancel:output_type -> eddy.plugin.v1.CancelResponse
+	23, // 37: eddy.plugin.v1.TaskExecutor.Events:output_type -> eddy.plugin.v1.TaskEvent
+	25, // 38: eddy.plugin.v1.TaskExecutor.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	35, // 39: eddy.plugin.v1.Exchange.Open:output_type -> eddy.plugin.v1.Credit
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_pluginpb_plugin_proto_init() }

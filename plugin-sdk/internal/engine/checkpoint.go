@@ -20,7 +20,24 @@ import "github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 // finishes when that checkpoint (or a later one) completes, so that sinks
 // commit their last transaction and a restore from that checkpoint does
 // not replay what they committed. A trigger that reaches such an ended task
-// is acknowledged by it directly.
+// is acknowledged by it directly, and so is one that was pending (received,
+// its barrier not yet come) when the input ended. A task that finished is
+// gone: the coordinator must not wait for its acknowledgement of a later
+// checkpoint, and keeps its last state, as Flink does for finished tasks.
+//
+// A stop with a savepoint without drain ends the sources right after the
+// savepoint's barrier, and the end they send downstream says so: no final
+// watermark follows (event time stays where it is), and the savepoint is
+// each task's final checkpoint. With drain the sources end first, as at the
+// end of their input (the final watermark fires every window and timer), and
+// every task acknowledges the savepoint once it ended, with its final state:
+// what the drain emitted is in the savepoint's transactions, as in Flink,
+// where the drain comes before the savepoint.
+//
+// The executor's messages reach a task through its mailbox: a source takes
+// them in PollCheckpoint, a task with inputs between the messages of its
+// gate, an ended task while it waits. Notifications reach the operators in
+// the task's goroutine.
 
 // CheckpointOptions describe one checkpoint.
 type CheckpointOptions struct {
@@ -28,9 +45,10 @@ type CheckpointOptions struct {
 	TimestampMs int64
 	// Savepoint asks for a self-contained snapshot.
 	Savepoint bool
-	// Stop makes sources end after this barrier (stop with savepoint):
-	// they send their barrier, then end their output; with Drain the final
-	// watermark fires every window first, without it event time stays.
+	// Stop makes sources end (stop with savepoint): without Drain they
+	// send their barrier, then end their output, and event time stays;
+	// with Drain they end their output first, the final watermark firing
+	// every window, and the tasks acknowledge once they ended.
 	Stop  bool
 	Drain bool
 }

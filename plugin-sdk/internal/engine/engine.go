@@ -43,7 +43,11 @@ type EventKind uint8
 // The kinds of events that travel with the records.
 const (
 	EventWatermark EventKind = iota + 1
+	// EventBarrier carries a checkpoint id.
 	EventBarrier
+	// EventEnd ends the channel; its Value is 1 when a stop with a
+	// savepoint ended it without drain (event time stays: no final
+	// watermark follows), 2 when the stop drained.
 	EventEnd
 	// EventIdle carries a channel's watermark status: Value 1 for idle, 0
 	// for active again.
@@ -186,6 +190,10 @@ type flushOutput struct {
 	setIdle   func(bool) error
 	isIdle    func() bool
 	setSticky func(bool)
+	// event flushes and sends an event on every channel (barriers).
+	event func(Event) error
+	// setEnd makes End send *v as the EventEnd's Value.
+	setEnd func(v *int64)
 }
 
 // TypeOf describes the record type T, encoded with c.
@@ -215,7 +223,7 @@ func TypeOf[T any](c codec.Codec[T]) *Type {
 			}
 			enc.part = e.Partitioning
 			return flushOutput{out: Output[T](enc), flush: enc.flush, setIdle: enc.setIdle, isIdle: func() bool { return enc.idle },
-				setSticky: func(s bool) { enc.sticky = s }}, nil
+				setSticky: func(s bool) { enc.sticky = s }, event: enc.event, setEnd: func(v *int64) { enc.end = v }}, nil
 		},
 		newDecoder: func(next any) func(b []byte, count int) error {
 			out := next.(Output[T])
@@ -342,6 +350,7 @@ type encoder[T any] struct {
 	// sticky keeps the output idle when records pass: in a task with
 	// inputs, idleness follows the inputs, not the records a timer emits.
 	sticky bool
+	end    *int64 // the Value of the EventEnd, set by a stop with a savepoint
 }
 
 func (e *encoder[T]) Process(v T, ts int64) error {
@@ -426,7 +435,13 @@ func (e *encoder[T]) Watermark(ts int64) error {
 	return e.event(Event{Kind: EventWatermark, Value: ts})
 }
 
-func (e *encoder[T]) End() error { return e.event(Event{Kind: EventEnd}) }
+func (e *encoder[T]) End() error {
+	ev := Event{Kind: EventEnd}
+	if e.end != nil {
+		ev.Value = *e.end
+	}
+	return e.event(ev)
+}
 
 // setIdle tells the consumers that this task's output is idle (it holds no
 // watermark back) or active again.

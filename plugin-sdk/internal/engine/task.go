@@ -62,6 +62,14 @@ type Executor struct {
 	OnSnapshot func(s *TaskSnapshot)
 	// OnDecline is told when a task cannot take part in a checkpoint.
 	OnDecline func(k TaskKey, id uint64, err error)
+	// AllowNonRestored lets operators drop restored state they no longer
+	// register (TaskContext.AllowNonRestored).
+	AllowNonRestored bool
+
+	mu      sync.Mutex
+	running []*task   // the tasks checkpoint messages reach
+	started bool      // Run started its tasks
+	early   []control // the messages that came before
 }
 
 // Run runs the given tasks until all end. The first failure cancels the
@@ -80,12 +88,13 @@ func (x *Executor) Run(ctx context.Context, tasks []TaskKey) error {
 		if k.Subtask < 0 || k.Subtask >= c.Parallelism {
 			return fmt.Errorf("task %s: chain %d has parallelism %d", k, k.Chain, c.Parallelism)
 		}
-		ts[i] = &task{x: x, key: k, chain: c}
+		ts[i] = &task{x: x, key: k, chain: c, mb: mailbox{wake: make(chan struct{}, 1)}}
 		ts[i].gate = NewGate(ts[i].expectedChannels())
 		unregister := x.Exchange.Register(k, ts[i].gate)
 		defer unregister()
 		x.state(k, TaskDeploying, nil)
 	}
+	defer x.addRunning(ts)()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ts))
 	for i, t := range ts {
@@ -126,6 +135,25 @@ type task struct {
 	lastFlush time.Time
 	timers    timerHeap
 	seq       uint64
+
+	// Checkpoints (barrier.go).
+	mb       mailbox
+	chainOps []*Operator // the chain's operators, head first
+	// lastBarrier is the highest checkpoint the task took its snapshot of
+	// or gave up: barriers and triggers up to it are dropped.
+	lastBarrier uint64
+	triggers    []CheckpointOptions // triggers of checkpoints after lastBarrier
+	unfinished  []uint64            // checkpoints reported, not completed or aborted
+	completed   uint64              // the last completion the operators were told of
+	// endValue is the Value of the EventEnd the task's outputs send: how a
+	// stop with a savepoint ended the input.
+	endValue int64
+	stopID   uint64 // the stop's savepoint, when endValue is endStopped
+	// Barrier alignment in consume.
+	aligning uint64    // the checkpoint being aligned, 0 for none
+	aligned  int       // channels that delivered its barrier
+	held     []message // messages of aligned channels, in arrival order
+	replay   []message // messages to process before the gate's
 }
 
 func (t *task) expectedChannels() map[ChannelKey]int {
@@ -152,6 +180,7 @@ func (t *task) taskContext(ctx context.Context, v *Vertex) *TaskContext {
 		MaxParallelism: t.x.Plan.MaxParallelism,
 		KeyGroups:      keygroup.For(t.key.Subtask, t.x.Plan.MaxParallelism, v.Parallelism),
 		Ctx:            ctx, task: t,
+		AllowNonRestored: t.x.AllowNonRestored, Checkpointing: t.x.Checkpointing,
 	}
 }
 
@@ -263,6 +292,7 @@ func (t *task) maybeFlush() error {
 // edges that leave the chain, and its side outputs to theirs.
 func (t *task) build(ctx context.Context) error {
 	plan := t.x.Plan
+	t.chainOps = make([]*Operator, len(t.chain.Vertices))
 	var next any // Output of the chained successor's first input
 	for i := len(t.chain.Vertices) - 1; i >= 0; i-- {
 		v := t.chain.Vertices[i]
@@ -300,11 +330,19 @@ func (t *task) build(ctx context.Context) error {
 			// watermarks and end.
 			out = v.Out.withSides(out, read)
 		}
+		if t.x.Restore != nil {
+			r, err := t.x.Restore(v, t.key.Subtask, v.Parallelism, tc.KeyGroups)
+			if err != nil {
+				return &RestoreError{Operator: v.Name, Err: err}
+			}
+			tc.Restored = r
+		}
 		op, err := v.Build(tc, out)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", v.Name, err)
 		}
 		t.ops = append(t.ops, op)
+		t.chainOps[i] = op
 		if i > 0 {
 			if len(op.Inputs) != 1 {
 				return fmt.Errorf("chained operator %s has %d inputs", v.Name, len(op.Inputs))
@@ -361,6 +399,7 @@ func (t *task) openEncoder(ctx context.Context, tc *TaskContext, v *Vertex, c Ch
 	if err != nil {
 		return nil, err
 	}
+	enc.setEnd(&t.endValue)
 	t.onIdle = append(t.onIdle, enc.flush)
 	t.encoders = append(t.encoders, enc)
 	return enc.out, nil
@@ -393,21 +432,40 @@ func (t *task) run(ctx context.Context) (err error) {
 	t.x.state(t.key, TaskRunning, nil)
 	t.lastFlush = time.Now()
 	if t.head.Run != nil {
-		return t.head.Run(ctx, func() { _ = t.idle() })
+		if err := t.head.Run(ctx, func() { _ = t.idle() }); err != nil {
+			return err
+		}
+		return t.finish(ctx)
 	}
 	// A task with inputs is idle when its inputs are, whatever a timer
 	// emits meanwhile (a source becomes active by emitting).
 	for _, e := range t.encoders {
 		e.setSticky(true)
 	}
-	return t.consume(ctx)
+	if err := t.consume(ctx); err != nil {
+		return err
+	}
+	return t.finish(ctx)
 }
+
+// RestoreError is the error of a task whose operator could not be given
+// its state from the checkpoint it restores from.
+type RestoreError struct {
+	Operator string
+	Err      error
+}
+
+func (e *RestoreError) Error() string { return fmt.Sprintf("restore %s: %v", e.Operator, e.Err) }
+func (e *RestoreError) Unwrap() error { return e.Err }
 
 // channelState is what a task knows of one input channel.
 type channelState struct {
 	wm    int64 // the channel's watermark; MaxWatermark once it ended
 	hasWM bool
 	idle  bool
+	// blocked: the channel delivered the barrier being aligned; its
+	// messages are held until the alignment ends.
+	blocked bool
 }
 
 // consume processes the gate's messages until every input channel ended.
@@ -417,6 +475,7 @@ func (t *task) consume(ctx context.Context) error {
 		channels, ended int
 		wm              int64
 		idle            bool // every open channel of the input is idle
+		stopped         bool // a channel ended by a stop without drain
 	}
 	inputs := make([]inputState, len(head.Inputs))
 	for _, in := range t.gate.expected {
@@ -455,31 +514,51 @@ func (t *task) consume(ctx context.Context) error {
 	defer wake.Stop()
 	remaining := len(t.gate.expected)
 	for remaining > 0 {
-		var m message
-		select {
-		case m = <-t.gate.msgs:
-		default:
-			if err := t.idle(); err != nil {
+		if t.mb.n.Load() != 0 {
+			if err := t.control(chans); err != nil {
 				return err
 			}
-			var due <-chan time.Time
-			if len(t.timers) > 0 {
-				wake.Reset(time.Until(t.timers[0].at))
-				due = wake.C
-			}
+		}
+		var m message
+		if len(t.replay) > 0 {
+			// Messages held back by an alignment go first.
+			m = t.replay[0]
+			t.replay[0] = message{}
+			t.replay = t.replay[1:]
+		} else {
 			select {
 			case m = <-t.gate.msgs:
-			case <-due:
-				if err := t.runDue(time.Now()); err != nil {
+			default:
+				if err := t.idle(); err != nil {
 					return err
 				}
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
+				var due <-chan time.Time
+				if len(t.timers) > 0 {
+					wake.Reset(time.Until(t.timers[0].at))
+					due = wake.C
+				}
+				select {
+				case m = <-t.gate.msgs:
+				case <-due:
+					if err := t.runDue(time.Now()); err != nil {
+						return err
+					}
+					continue
+				case <-t.mb.wake:
+					continue
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 		}
 		in := m.ch.Input
 		st := chans[m.ch.Key]
+		if st.blocked {
+			// Kept without returning its credit: the producer stops when
+			// it runs out.
+			t.held = append(t.held, m)
+			continue
+		}
 		if m.event == nil {
 			// Records do not change a channel's status: a producer that
 			// becomes active says so first (EventIdle 0), and one whose
@@ -504,6 +583,17 @@ func (t *task) consume(ctx context.Context) error {
 			remaining--
 			st.wm, st.hasWM, st.idle = MaxWatermark, true, false
 			inputs[in].ended++
+			switch ev.Value {
+			case endStopped:
+				// The stop's barrier came just before: its savepoint is
+				// the task's final checkpoint.
+				inputs[in].stopped = true
+				t.endValue, t.stopID = endStopped, t.lastBarrier
+			case endDrained:
+				if t.endValue == endNormal {
+					t.endValue = endDrained
+				}
+			}
 			if err := status(in); err != nil {
 				return err
 			}
@@ -513,14 +603,19 @@ func (t *task) consume(ctx context.Context) error {
 			}
 			if inputs[in].ended == inputs[in].channels {
 				// The final watermark fires every window and timer, so a
-				// bounded job gives the result of a batch run.
-				if inputs[in].wm < MaxWatermark {
+				// bounded job gives the result of a batch run; after a stop
+				// without drain event time stays.
+				if inputs[in].wm < MaxWatermark && !inputs[in].stopped {
 					inputs[in].wm = MaxWatermark
 					if err := t.head.Inputs[in].(watermarker).Watermark(MaxWatermark); err != nil {
 						return err
 					}
 				}
 				if err := t.head.Inputs[in].(ender).End(); err != nil {
+					return err
+				}
+				// An ended channel counts as aligned.
+				if err := t.completeAlignment(chans, remaining); err != nil {
 					return err
 				}
 				continue
@@ -535,6 +630,11 @@ func (t *task) consume(ctx context.Context) error {
 					return err
 				}
 			}
+		case EventBarrier:
+			if err := t.barrier(uint64(ev.Value), st, chans, remaining); err != nil {
+				return err
+			}
+			continue
 		case EventIdle:
 			st.idle = ev.Value != 0
 			if err := t.followIdleness(chans); err != nil {
@@ -549,8 +649,94 @@ func (t *task) consume(ctx context.Context) error {
 				return err
 			}
 		}
+		if ev.Kind == EventEnd {
+			// An ended channel counts as aligned.
+			if err := t.completeAlignment(chans, remaining); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// control handles the checkpoint messages that reached a task with
+// inputs. Its triggers only give the options of the checkpoints whose
+// barriers will come (or that it acknowledges once its input ended); an
+// abort of the checkpoint being aligned releases the held channels.
+func (t *task) control(chans map[ChannelKey]*channelState) error {
+	for _, c := range t.mb.take() {
+		switch c.kind {
+		case controlTrigger:
+			t.addTrigger(c.cp)
+			continue
+		case controlAbort:
+			if t.aligning == c.id {
+				t.release(chans, c.id)
+			}
+		}
+		if err := t.notify(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// barrier handles the barrier of checkpoint id on a channel: the channel is
+// held back until every open channel delivered it, then the task takes its
+// snapshot. The barrier of a checkpoint taken or given up is dropped; that
+// of a newer checkpoint than the one being aligned means the older was given
+// up upstream: its alignment ends (the held messages go first) and the
+// newer one's starts.
+func (t *task) barrier(id uint64, st *channelState, chans map[ChannelKey]*channelState, remaining int) error {
+	if id <= t.lastBarrier || id < t.aligning {
+		return nil
+	}
+	if t.aligning != 0 && id > t.aligning {
+		if t.x.OnDecline != nil {
+			t.x.OnDecline(t.key, t.aligning, fmt.Errorf("barrier of checkpoint %d came before the alignment of %d ended", id, t.aligning))
+		}
+		t.release(chans, t.aligning)
+	}
+	t.aligning = id
+	if !st.blocked {
+		st.blocked = true
+		t.aligned++
+	}
+	return t.completeAlignment(chans, remaining)
+}
+
+// completeAlignment takes the checkpoint being aligned once every channel
+// that has not ended delivered its barrier: the snapshot, the barrier on
+// every output, the release of the held messages, the report.
+func (t *task) completeAlignment(chans map[ChannelKey]*channelState, remaining int) error {
+	if t.aligning == 0 || t.aligned < remaining {
+		return nil
+	}
+	cp := t.options(t.aligning)
+	s, serr := t.snapshot(cp)
+	ev := Event{Kind: EventBarrier, Value: int64(cp.ID)}
+	for _, e := range t.encoders {
+		if err := e.event(ev); err != nil {
+			return err
+		}
+	}
+	t.release(chans, cp.ID)
+	t.report(cp, s, serr)
+	return nil
+}
+
+// release ends the alignment of checkpoint id, taken or given up: its
+// held messages are processed next, before any new one.
+func (t *task) release(chans map[ChannelKey]*channelState, id uint64) {
+	t.passed(id)
+	t.aligning, t.aligned = 0, 0
+	for _, c := range chans {
+		c.blocked = false
+	}
+	if len(t.held) > 0 {
+		t.replay = append(t.held, t.replay...)
+		t.held = nil
+	}
 }
 
 // followIdleness marks the task's output idle when every open input

@@ -594,6 +594,8 @@ func TestEventWire(t *testing.T) {
 		{Kind: engine.EventWatermark, Value: 1234},
 		{Kind: engine.EventBarrier, Value: 42},
 		{Kind: engine.EventEnd},
+		{Kind: engine.EventEnd, Value: 1},
+		{Kind: engine.EventEnd, Value: 2},
 	} {
 		pe, err := eventToWire(ev)
 		if err != nil {

@@ -43,7 +43,7 @@ func eventToWire(ev engine.Event) (*pluginpb.Event, error) {
 	case engine.EventBarrier:
 		return &pluginpb.Event{Kind: &pluginpb.Event_Barrier{Barrier: uint64(ev.Value)}}, nil
 	case engine.EventEnd:
-		return &pluginpb.Event{Kind: &pluginpb.Event_EndOfInput{EndOfInput: true}}, nil
+		return &pluginpb.Event{Kind: &pluginpb.Event_EndOfInput{EndOfInput: true}, EndReason: uint32(ev.Value)}, nil
 	case engine.EventIdle:
 		return &pluginpb.Event{Kind: &pluginpb.Event_Idle{Idle: ev.Value != 0}}, nil
 	}
@@ -60,7 +60,7 @@ func eventFromWire(e *pluginpb.Event) (engine.Event, error) {
 		if !k.EndOfInput {
 			return engine.Event{}, errors.New("end_of_input event set to false")
 		}
-		return engine.Event{Kind: engine.EventEnd}, nil
+		return engine.Event{Kind: engine.EventEnd, Value: int64(e.GetEndReason())}, nil
 	case *pluginpb.Event_Idle:
 		v := int64(0)
 		if k.Idle {

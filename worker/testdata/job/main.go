@@ -7,6 +7,8 @@
 //	panic N AT    sum, whose Map panics at record AT
 //	endless       a source that never ends -> Map -> a sink
 //	crash AT      endless, whose Map starts a goroutine that panics at AT
+//	env NAME DIR  writes the value of the environment variable NAME, as the
+//	              plugin process sees it, to DIR/env.txt
 package main
 
 import (
@@ -46,6 +48,10 @@ func main() {
 		endlessJob(job, -1)
 	case "crash":
 		endlessJob(job, atoi(2))
+	case "env":
+		name, dir := arg(2), arg(3)
+		sdk.SinkTo(sdk.FromSource(job, sdk.FromSlice([]int{1}), sdk.WithUID("src")), envSink{name: name, dir: dir},
+			sdk.WithUID("out"), sdk.WithParallelism(1))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown job %q\n", os.Args[1])
 		os.Exit(2)
@@ -202,3 +208,10 @@ func (discard) Open(context.Context, sdk.SinkContext) (sdk.Writer[int], error) {
 func (discard) Write(context.Context, int) error                               { return nil }
 func (discard) Flush(context.Context) error                                    { return nil }
 func (discard) Close(context.Context) error                                    { return nil }
+
+// envSink writes an environment variable's value when it opens.
+type envSink struct{ name, dir string }
+
+func (s envSink) Open(context.Context, sdk.SinkContext) (sdk.Writer[int], error) {
+	return discard{}, os.WriteFile(filepath.Join(s.dir, "env.txt"), []byte(os.Getenv(s.name)), 0o644)
+}
