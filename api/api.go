@@ -41,6 +41,20 @@ type SubmitJob struct {
 	Graph  json.RawMessage   `json:"graph,omitempty"`
 	Args   []string          `json:"args,omitempty"`
 	Config map[string]string `json:"config,omitempty"`
+	// Restore, when set, starts the job from a savepoint (or a retained
+	// checkpoint): refused at once if it cannot be read or does not fit.
+	Restore *Restore `json:"restore,omitempty"`
+}
+
+// Restore names the savepoint a job starts from.
+type Restore struct {
+	URL string `json:"url"`
+	// AllowNonRestoredState lets the job drop the state of operators it no
+	// longer has (by UID) instead of being refused.
+	AllowNonRestoredState bool `json:"allow_non_restored_state,omitempty"`
+	// CheckpointID is the id the savepoint's _metadata records; the job's
+	// checkpoint ids continue after it. Set by the server.
+	CheckpointID uint64 `json:"checkpoint_id,omitempty"`
 }
 
 // Job is a job as GET /v1/jobs and GET /v1/jobs/{id} return it.
@@ -68,10 +82,21 @@ type Job struct {
 	// RestoredCheckpoint is the checkpoint the current attempt started
 	// from; 0 when it started empty.
 	RestoredCheckpoint uint64 `json:"restored_checkpoint,omitempty"`
-	// Tasks, Execution and Checkpoints are filled by GET /v1/jobs/{id} only.
+	// RestoredURL is the directory of the checkpoint or savepoint the
+	// current attempt started from.
+	RestoredURL string `json:"restored_url,omitempty"`
+	// Restore is the savepoint the job was submitted from.
+	Restore *Restore `json:"restore,omitempty"`
+	// Tasks, Execution, Checkpoints, Savepoints and Graph are filled by
+	// GET /v1/jobs/{id} only.
 	Tasks       []Task       `json:"tasks,omitempty"`
 	Execution   []TaskState  `json:"execution,omitempty"`
 	Checkpoints []Checkpoint `json:"checkpoints,omitempty"`
+	// Savepoints are the job's savepoints, oldest first: every completed
+	// one and the latest failed ones.
+	Savepoints []Checkpoint `json:"savepoints,omitempty"`
+	// Graph is the job graph the job was submitted with (as in SubmitJob).
+	Graph json.RawMessage `json:"graph,omitempty"`
 }
 
 // TaskState is the state of one parallel subtask of one chain of operators
@@ -109,6 +134,37 @@ type Checkpoint struct {
 	Failure    string `json:"failure,omitempty"`
 	Attempt    uint64 `json:"attempt,omitempty"`
 	Manual     bool   `json:"manual,omitempty"`
+	// RequestID is the id a savepoint request was answered with.
+	RequestID string `json:"request_id,omitempty"`
+	// Stop marks the savepoint of a stop with savepoint; Drain, one that
+	// fired every window first.
+	Stop  bool `json:"stop,omitempty"`
+	Drain bool `json:"drain,omitempty"`
+}
+
+// SavepointRequest is the body of POST /v1/jobs/{id}/savepoints and of
+// POST /v1/jobs/{id}/stop (stop with savepoint).
+type SavepointRequest struct {
+	// URL is the savepoint's directory (file:// or s3://); empty: a new
+	// directory under the cluster's default (--savepoints).
+	URL string `json:"url,omitempty"`
+	// Drain, for a stop only, fires every window and timer (the final
+	// watermark) before the savepoint.
+	Drain bool `json:"drain,omitempty"`
+}
+
+// SavepointTriggered answers a savepoint or stop request (202): poll
+// GET /v1/jobs/{id}/savepoints/{request_id}.
+type SavepointTriggered struct {
+	RequestID string `json:"request_id"`
+	// ID is the savepoint's checkpoint id, URL its directory.
+	ID  uint64 `json:"id"`
+	URL string `json:"url"`
+}
+
+// Savepoints is the body of GET /v1/jobs/{id}/savepoints.
+type Savepoints struct {
+	Savepoints []Checkpoint `json:"savepoints"`
 }
 
 // Checkpoints is the body of GET /v1/jobs/{id}/checkpoints.
@@ -125,6 +181,8 @@ type Checkpoints struct {
 	History []Checkpoint `json:"history"`
 	// Config is the job's checkpointing; nil when it does not checkpoint.
 	Config *CheckpointConfig `json:"config,omitempty"`
+	// Savepoints are the job's savepoints, oldest first.
+	Savepoints []Checkpoint `json:"savepoints"`
 }
 
 // CheckpointCounts counts a job's checkpoints.

@@ -291,3 +291,83 @@ func (c *Client) UploadArtifact(ctx context.Context, path string) (api.Artifact,
 	}, &out)
 	return out, err
 }
+
+// TriggerSavepoint starts a savepoint of a running job into url (empty:
+// the cluster's default directory) and returns once it is triggered; poll
+// Savepoint with the request id.
+func (c *Client) TriggerSavepoint(ctx context.Context, id, url string) (api.SavepointTriggered, error) {
+	var out api.SavepointTriggered
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+pathEscape(id)+"/savepoints", api.SavepointRequest{URL: url}, &out)
+}
+
+// StopWithSavepoint stops a running job with a savepoint into url (empty:
+// the cluster's default directory): its sources end after the savepoint's
+// barrier and it finishes once the savepoint completes. If the savepoint
+// fails, the job keeps running.
+func (c *Client) StopWithSavepoint(ctx context.Context, id, url string, drain bool) (api.SavepointTriggered, error) {
+	var out api.SavepointTriggered
+	return out, c.do(ctx, http.MethodPost, "/v1/jobs/"+pathEscape(id)+"/stop", api.SavepointRequest{URL: url, Drain: drain}, &out)
+}
+
+// Savepoint returns the state of a savepoint request.
+func (c *Client) Savepoint(ctx context.Context, id, request string, opts ...ReadOption) (api.Checkpoint, error) {
+	var out api.Checkpoint
+	return out, c.do(ctx, http.MethodGet, query("/v1/jobs/"+pathEscape(id)+"/savepoints/"+pathEscape(request), opts), nil, &out)
+}
+
+// Savepoints lists a job's savepoints, oldest first.
+func (c *Client) Savepoints(ctx context.Context, id string, opts ...ReadOption) ([]api.Checkpoint, error) {
+	var out api.Savepoints
+	err := c.do(ctx, http.MethodGet, query("/v1/jobs/"+pathEscape(id)+"/savepoints", opts), nil, &out)
+	return out.Savepoints, err
+}
+
+// DownloadArtifact writes the job binary stored under sha256 to w and
+// returns its size. Reading is idempotent: a node that cannot answer is
+// passed over for the next.
+func (c *Client) DownloadArtifact(ctx context.Context, sha256 string, w io.Writer) (int64, error) {
+	if len(c.addrs) == 0 {
+		return 0, ErrNoAddress
+	}
+	var errs []error
+	for _, base := range c.addrs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/artifacts/"+pathEscape(sha256), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := c.upload.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			var e api.Error
+			err := &Error{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b)), Node: base}
+			if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
+				err.Code, err.Message = e.Error.Code, e.Error.Message
+			}
+			if !retryable(err) {
+				return 0, err
+			}
+			errs = append(errs, err)
+			continue
+		}
+		n, err := io.Copy(w, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return n, fmt.Errorf("download artifact %s from %s: %w", sha256, base, err)
+		}
+		if resp.ContentLength >= 0 && n != resp.ContentLength {
+			return n, fmt.Errorf("download artifact %s from %s: %d of %d bytes", sha256, base, n, resp.ContentLength)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("download artifact %s: %w", sha256, errors.Join(errs...))
+}
+
+func pathEscape(s string) string { return url.PathEscape(s) }

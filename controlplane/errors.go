@@ -49,6 +49,11 @@ var (
 	ErrOtherCluster = errors.New("node belongs to another cluster")
 	// ErrNodeNotFound means no control plane member has the given id.
 	ErrNodeNotFound = errors.New("node not found")
+	// ErrArtifactNotFound means no stored artifact has the given hash.
+	ErrArtifactNotFound = errors.New("artifact not found")
+	// ErrSavepointNotFound means a job has no savepoint request with the
+	// given id.
+	ErrSavepointNotFound = errors.New("savepoint not found")
 	// ErrCheckpointNotPossible means a checkpoint was asked of a job that
 	// does not checkpoint or is not running.
 	ErrCheckpointNotPossible = errors.New("checkpoint not possible")
@@ -72,6 +77,8 @@ var table = []entry{
 	{ErrJobNotFound, "job_not_found", codes.NotFound, http.StatusNotFound},
 	{ErrWorkerNotFound, "worker_not_found", codes.NotFound, http.StatusNotFound},
 	{ErrNodeNotFound, "node_not_found", codes.NotFound, http.StatusNotFound},
+	{ErrArtifactNotFound, "artifact_not_found", codes.NotFound, http.StatusNotFound},
+	{ErrSavepointNotFound, "savepoint_not_found", codes.NotFound, http.StatusNotFound},
 	{ErrJobExists, "job_exists", codes.AlreadyExists, http.StatusConflict},
 	{ErrJobNotCancellable, "job_not_cancellable", codes.FailedPrecondition, http.StatusConflict},
 	{ErrOtherCluster, "other_cluster", codes.FailedPrecondition, http.StatusConflict},

@@ -306,7 +306,7 @@ func FromSource[T any](job *Job, src Source[T], opts ...Option) *Stream[T] {
 				if err != nil {
 					return nil, fmt.Errorf("source %s: restore: %w", tc.Vertex.Name, err)
 				}
-				st.restored = splits
+				st.restored, st.mine = splits, splits
 			}
 			return &engine.Operator{
 				Run: func(ctx context.Context, idle func()) error {
@@ -323,7 +323,8 @@ type sourceState[T any] struct {
 	// restored holds the splits of a restore (nil: none, the subtask asks
 	// the source for its splits).
 	restored []Split
-	// mine are the subtask's splits until the reader is open.
+	// mine are the subtask's splits until the reader is open, and their
+	// positions once it closed before the end (a stop with a savepoint).
 	mine []Split
 	r    Reader[T]
 	// ended says the reader read everything: nothing is left to resume.

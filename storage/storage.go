@@ -128,3 +128,30 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (v *verifyingReader) Close() error { return v.r.Close() }
+
+// JoinURL returns the URL of the object or directory name inside the
+// storage URL base: name joins base's path, before any query (an s3://
+// URL's endpoint and region stay parameters of the whole URL).
+func JoinURL(base, name string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("storage url %q: %w", base, err)
+	}
+	if u.Scheme == "" {
+		return "", fmt.Errorf("storage url %q: missing scheme, want file:// or s3://", base)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(name, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+// MustJoinURL is JoinURL for a base already known to parse (one a Store
+// returned from its URL method): it appends name to the path, and falls
+// back to plain concatenation only if base does not parse.
+func MustJoinURL(base, name string) string {
+	s, err := JoinURL(base, name)
+	if err != nil {
+		return strings.TrimSuffix(base, "/") + "/" + name
+	}
+	return s
+}

@@ -117,3 +117,21 @@ func TestUnpublishedObjectIsNotFound(t *testing.T) {
 		t.Fatalf("stat of an unpublished object: %v", err)
 	}
 }
+
+func TestJoinURL(t *testing.T) {
+	for _, c := range []struct{ base, name, want string }{
+		{"file:///data/checkpoints/job1", "chk-3", "file:///data/checkpoints/job1/chk-3"},
+		{"file:///data/checkpoints/job1/", "chk-3", "file:///data/checkpoints/job1/chk-3"},
+		{"s3://bucket/prefix/job1?endpoint=127.0.0.1%3A9000&region=us-east-1", "chk-3",
+			"s3://bucket/prefix/job1/chk-3?endpoint=127.0.0.1%3A9000&region=us-east-1"},
+		{"s3://bucket?region=eu-west-1", "savepoints/sp-1", "s3://bucket/savepoints/sp-1?region=eu-west-1"},
+	} {
+		got, err := JoinURL(c.base, c.name)
+		if err != nil || got != c.want {
+			t.Errorf("JoinURL(%q, %q) = %q, %v; want %q", c.base, c.name, got, err, c.want)
+		}
+	}
+	if _, err := JoinURL("/plain/path", "x"); err == nil {
+		t.Error("JoinURL accepted a URL without a scheme")
+	}
+}

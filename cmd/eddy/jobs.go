@@ -95,7 +95,14 @@ func newInfoCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "Restarts:     %d (attempt %d), last cause: %s\n", j.Restarts, j.Attempt, j.Failure)
 			}
 			if j.RestoredCheckpoint != 0 {
-				fmt.Fprintf(w, "Restored:     checkpoint %d\n", j.RestoredCheckpoint)
+				fmt.Fprintf(w, "Restored:     checkpoint %d from %s\n", j.RestoredCheckpoint, j.RestoredURL)
+			}
+			if j.Restore != nil {
+				allow := ""
+				if j.Restore.AllowNonRestoredState {
+					allow = " (non-restored state allowed)"
+				}
+				fmt.Fprintf(w, "Submitted from: savepoint %d at %s%s\n", j.Restore.CheckpointID, j.Restore.URL, allow)
 			}
 			fmt.Fprintf(w, "Parallelism:  %d (max %d)\nSubmitted:    %s\nUpdated:      %s\n",
 				j.Parallelism, j.MaxParallelism, j.SubmittedAt.Format(time.RFC3339), j.UpdatedAt.Format(time.RFC3339))
@@ -119,6 +126,24 @@ func newInfoCmd(g *globals) *cobra.Command {
 					rows = append(rows, []string{t.Name, fmt.Sprint(t.Subtask), t.WorkerID, t.State, t.Error})
 				}
 				if err := table(w, "OPERATORS\tSUBTASK\tWORKER\tSTATE\tERROR", rows); err != nil {
+					return err
+				}
+			}
+			if len(j.Savepoints) > 0 {
+				fmt.Fprintln(w, "\nSavepoints:")
+				var rows [][]string
+				for _, sp := range j.Savepoints {
+					kind := "savepoint"
+					if sp.Stop {
+						kind = "stop"
+					}
+					when := "-"
+					if !sp.CompletedAt.IsZero() {
+						when = sp.CompletedAt.Format(time.RFC3339)
+					}
+					rows = append(rows, []string{fmt.Sprint(sp.ID), kind, sp.Status, when, humanBytes(sp.SizeBytes), sp.URL, sp.Failure})
+				}
+				if err := table(w, "ID\tKIND\tSTATUS\tCOMPLETED\tSIZE\tURL\tFAILURE", rows); err != nil {
 					return err
 				}
 			}

@@ -53,7 +53,7 @@ func newRoot() *cobra.Command {
 	pf.BoolVar(&g.json, "json", false, "print results as JSON")
 	root.AddCommand(
 		newServerCmd(g), newWorkerCmd(g), newLocalCmd(g),
-		newRunCmd(g), newListCmd(g), newInfoCmd(g), newCancelCmd(g), newCheckpointCmd(g), newWorkersCmd(g), newClusterCmd(g), newNexmarkCmd(g),
+		newRunCmd(g), newListCmd(g), newInfoCmd(g), newCancelCmd(g), newCheckpointCmd(g), newSavepointCmd(g), newStopCmd(g), newMigrateCmd(g), newWorkersCmd(g), newClusterCmd(g), newNexmarkCmd(g),
 	)
 	return root
 }

@@ -30,6 +30,9 @@ type runFlags struct {
 	// set (JobSpec.config).
 	checkpointInterval string
 	restartAttempts    string
+	// fromSavepoint starts the job from a savepoint's directory.
+	fromSavepoint    string
+	allowNonRestored bool
 }
 
 // config returns the job configuration the flags set.
@@ -93,6 +96,8 @@ with --detach). Arguments after -- are passed to the job binary.`,
 	fl.StringVar(&f.jobID, "job-id", "", "choose the job id (default: a new one); resubmitting the same id is refused")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "return once the job is submitted")
 	fl.StringVar(&f.checkpointInterval, "checkpoint-interval", "", "override the job's checkpoint interval (e.g. 5s; 0 stops periodic checkpoints); the job must checkpoint")
+	fl.StringVar(&f.fromSavepoint, "from-savepoint", "", "start the job from the savepoint (or retained checkpoint) in this directory URL; refused at once if it cannot be read or does not fit the job")
+	fl.BoolVar(&f.allowNonRestored, "allow-non-restored-state", false, "with --from-savepoint: drop the state of operators (UIDs) the job no longer has instead of refusing")
 	fl.StringVar(&f.restartAttempts, "restart-attempts", "", "override how many times a failed job restarts before it fails (0: no limit)")
 	return cmd
 }
@@ -151,9 +156,16 @@ func submitArtifact(ctx context.Context, c *client.Client, path string, args []s
 	if err != nil {
 		return api.Job{}, err
 	}
+	if f.allowNonRestored && f.fromSavepoint == "" {
+		return api.Job{}, fmt.Errorf("--allow-non-restored-state applies to --from-savepoint only")
+	}
 	graph, err := describe(ctx, path, args, f.parallelism)
 	if err != nil {
 		return api.Job{}, err
+	}
+	var restore *api.Restore
+	if f.fromSavepoint != "" {
+		restore = &api.Restore{URL: f.fromSavepoint, AllowNonRestoredState: f.allowNonRestored}
 	}
 	fmt.Fprintf(progress, "uploading %s\n", path)
 	a, err := c.UploadArtifact(ctx, path)
@@ -161,7 +173,7 @@ func submitArtifact(ctx context.Context, c *client.Client, path string, args []s
 		return api.Job{}, fmt.Errorf("upload %s: %w", path, err)
 	}
 	return c.Submit(ctx, api.SubmitJob{
-		JobID: f.jobID, Name: f.name, Artifact: &a, Graph: graph, Args: args, Config: cfg,
+		JobID: f.jobID, Name: f.name, Artifact: &a, Graph: graph, Args: args, Config: cfg, Restore: restore,
 	})
 }
 

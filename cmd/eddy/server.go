@@ -47,6 +47,7 @@ or HTTP address). A node restarted with its data dir rejoins with its state.`,
 	f.StringVar(&join, "join", "", "join the cluster through these nodes' gRPC or HTTP addresses, comma-separated")
 	f.StringVar(&cfg.Storage, "storage", "", "URL of the storage every node and worker shares, for artifacts, checkpoints and savepoints (file:///shared/dir or s3://bucket/prefix; default: file:// under --data-dir, which suits one node only)")
 	f.StringVar(&cfg.Checkpoints, "checkpoints", "", "URL under which jobs' checkpoints go, as <URL>/<job id>/chk-<id> (default: <storage>/checkpoints)")
+	f.StringVar(&cfg.Savepoints, "savepoints", "", "URL of the default savepoint directory, for savepoints requested without one (default: <storage>/savepoints)")
 	addRaftTimingFlags(cmd, &cfg)
 	_ = cmd.MarkFlagRequired("node-id")
 	_ = cmd.MarkFlagRequired("data-dir")

@@ -29,6 +29,7 @@ type Backend interface {
 	CancelJob(context.Context, *eddypb.CancelJobRequest) (*eddypb.CancelJobResponse, error)
 	GetJob(context.Context, *eddypb.GetJobRequest) (*eddypb.GetJobResponse, error)
 	TriggerCheckpoint(context.Context, *eddypb.TriggerCheckpointRequest) (*eddypb.TriggerCheckpointResponse, error)
+	TriggerSavepoint(context.Context, *eddypb.TriggerSavepointRequest) (*eddypb.TriggerSavepointResponse, error)
 	ListJobs(context.Context, *eddypb.ListJobsRequest) (*eddypb.ListJobsResponse, error)
 	ListWorkers(context.Context, *eddypb.ListWorkersRequest) (*eddypb.ListWorkersResponse, error)
 	Overview(context.Context, *eddypb.OverviewRequest) (*eddypb.OverviewResponse, error)
@@ -36,6 +37,7 @@ type Backend interface {
 	Join(context.Context, *eddypb.JoinRequest) (*eddypb.JoinResponse, error)
 	Leave(context.Context, *eddypb.LeaveRequest) (*eddypb.LeaveResponse, error)
 	UploadArtifact(ctx context.Context, r io.Reader) (api.Artifact, error)
+	OpenArtifact(ctx context.Context, sha256 string) (io.ReadCloser, int64, error)
 	Node() api.Node
 }
 
@@ -57,12 +59,17 @@ func New(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("PATCH /v1/jobs/{id}", d.patchJob)
 	mux.HandleFunc("GET /v1/jobs/{id}/checkpoints", d.getCheckpoints)
 	mux.HandleFunc("POST /v1/jobs/{id}/checkpoints", d.triggerCheckpoint)
+	mux.HandleFunc("GET /v1/jobs/{id}/savepoints", d.listSavepoints)
+	mux.HandleFunc("POST /v1/jobs/{id}/savepoints", d.triggerSavepoint)
+	mux.HandleFunc("GET /v1/jobs/{id}/savepoints/{request}", d.getSavepoint)
+	mux.HandleFunc("POST /v1/jobs/{id}/stop", d.stopJob)
 	mux.HandleFunc("GET /v1/workers", d.listWorkers)
 	mux.HandleFunc("GET /v1/cluster", d.cluster)
 	mux.HandleFunc("POST /v1/cluster/members", d.join)
 	mux.HandleFunc("DELETE /v1/cluster/members/{id}", d.leave)
 	mux.HandleFunc("GET /v1/node", d.node)
 	mux.HandleFunc("POST /v1/artifacts", d.uploadArtifact)
+	mux.HandleFunc("GET /v1/artifacts/{sha256}", d.downloadArtifact)
 	return d.wrap(mux)
 }
 
@@ -76,8 +83,9 @@ type dispatcher struct {
 func (d *dispatcher) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := r.Context(), context.CancelFunc(func() {})
-		if r.URL.Path != "/v1/artifacts" {
-			// Uploads take as long as the bytes take; everything else is bounded.
+		if !strings.HasPrefix(r.URL.Path, "/v1/artifacts") {
+			// Uploads and downloads take as long as the bytes take;
+			// everything else is bounded.
 			ctx, cancel = context.WithTimeout(ctx, RequestTimeout)
 		}
 		defer cancel()
@@ -217,6 +225,13 @@ func (d *dispatcher) submitJob(w http.ResponseWriter, r *http.Request) {
 	if a := req.Artifact; a != nil {
 		spec.Artifact = &eddypb.ArtifactRef{Sha256: a.SHA256, Url: a.URL, Size: a.Size}
 	}
+	if rs := req.Restore; rs != nil {
+		if rs.URL == "" {
+			d.fail(w, r, fmt.Errorf("%w: restore needs the savepoint's url", controlplane.ErrInvalidArgument))
+			return
+		}
+		spec.Restore = &pluginpb.RestoreSpec{Url: rs.URL, AllowNonRestoredState: rs.AllowNonRestoredState}
+	}
 	resp, err := d.b.SubmitJob(r.Context(), &eddypb.SubmitJobRequest{Spec: spec})
 	if err != nil {
 		d.fail(w, r, err)
@@ -253,7 +268,88 @@ func (d *dispatcher) getJob(w http.ResponseWriter, r *http.Request) {
 	for _, c := range resp.Checkpoints {
 		j.Checkpoints = append(j.Checkpoints, Checkpoint(c))
 	}
+	for _, c := range resp.CheckpointStats.GetSavepoints() {
+		j.Savepoints = append(j.Savepoints, Checkpoint(c))
+	}
+	if len(resp.Job.Spec.Graph) > 0 {
+		var g pluginpb.JobGraph
+		if proto.Unmarshal(resp.Job.Spec.Graph, &g) == nil {
+			if b, err := protojson.Marshal(&g); err == nil {
+				j.Graph = b
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+func (d *dispatcher) listSavepoints(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.GetJob(r.Context(), &eddypb.GetJobRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	out := api.Savepoints{Savepoints: []api.Checkpoint{}}
+	for _, c := range resp.CheckpointStats.GetSavepoints() {
+		out.Savepoints = append(out.Savepoints, Checkpoint(c))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *dispatcher) triggerSavepoint(w http.ResponseWriter, r *http.Request) {
+	d.savepoint(w, r, false)
+}
+
+func (d *dispatcher) stopJob(w http.ResponseWriter, r *http.Request) {
+	d.savepoint(w, r, true)
+}
+
+// savepoint triggers a savepoint, or a stop with savepoint; the body is
+// optional.
+func (d *dispatcher) savepoint(w http.ResponseWriter, r *http.Request, stop bool) {
+	var req api.SavepointRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil && !(r.ContentLength < 0 && strings.Contains(err.Error(), "empty body")) {
+			d.fail(w, r, err)
+			return
+		}
+	}
+	id := r.PathValue("id")
+	resp, err := d.b.TriggerSavepoint(r.Context(), &eddypb.TriggerSavepointRequest{JobId: id, Url: req.URL, Stop: stop, Drain: req.Drain})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+id+"/savepoints/"+resp.RequestId)
+	writeJSON(w, http.StatusAccepted, api.SavepointTriggered{RequestID: resp.RequestId, ID: resp.CheckpointId, URL: resp.Url})
+}
+
+func (d *dispatcher) getSavepoint(w http.ResponseWriter, r *http.Request) {
+	resp, err := d.b.GetJob(r.Context(), &eddypb.GetJobRequest{JobId: r.PathValue("id")})
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	sp := jobmanager.FindSavepoint(resp.CheckpointStats, r.PathValue("request"))
+	if sp == nil {
+		d.fail(w, r, fmt.Errorf("%w: job %s has no savepoint request %q", controlplane.ErrSavepointNotFound, r.PathValue("id"), r.PathValue("request")))
+		return
+	}
+	writeJSON(w, http.StatusOK, Checkpoint(sp))
+}
+
+func (d *dispatcher) downloadArtifact(w http.ResponseWriter, r *http.Request) {
+	rc, size, err := d.b.OpenArtifact(r.Context(), r.PathValue("sha256"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		d.log.Warn("send artifact", "sha256", r.PathValue("sha256"), "error", err)
+	}
 }
 
 func (d *dispatcher) getCheckpoints(w http.ResponseWriter, r *http.Request) {
@@ -281,7 +377,7 @@ func Checkpoint(c *eddypb.CheckpointRecord) api.Checkpoint {
 		ID: c.CheckpointId, URL: c.Url, SizeBytes: c.SizeBytes, Savepoint: c.Savepoint,
 		TriggeredAt: time.UnixMilli(c.TriggeredAtMs).UTC(),
 		Status:      strings.TrimPrefix(c.Status.String(), "CHECKPOINT_STATUS_"), DurationMs: c.DurationMs,
-		Failure: c.Failure, Attempt: c.Attempt, Manual: c.Manual,
+		Failure: c.Failure, Attempt: c.Attempt, Manual: c.Manual, RequestID: c.RequestId, Stop: c.Stop, Drain: c.Drain,
 	}
 	if c.CompletedAtMs != 0 {
 		out.CompletedAt = time.UnixMilli(c.CompletedAtMs).UTC()
@@ -296,7 +392,7 @@ func Checkpoint(c *eddypb.CheckpointRecord) api.Checkpoint {
 // GET /v1/jobs/{id}/checkpoints.
 func Checkpoints(resp *eddypb.GetJobResponse) api.Checkpoints {
 	st := resp.CheckpointStats
-	out := api.Checkpoints{Retained: []api.Checkpoint{}, History: []api.Checkpoint{}}
+	out := api.Checkpoints{Retained: []api.Checkpoint{}, History: []api.Checkpoint{}, Savepoints: []api.Checkpoint{}}
 	if st != nil {
 		out.Counts = api.CheckpointCounts{Completed: st.Completed, Failed: st.Failed, ConsecutiveFailures: st.ConsecutiveFailures}
 		if st.InProgress != nil {
@@ -310,6 +406,9 @@ func Checkpoints(resp *eddypb.GetJobResponse) api.Checkpoints {
 		}
 		for _, r := range st.Retained {
 			out.Retained = append(out.Retained, Checkpoint(r))
+		}
+		for _, r := range st.Savepoints {
+			out.Savepoints = append(out.Savepoints, Checkpoint(r))
 		}
 		if n := len(st.Retained); n > 0 {
 			l := Checkpoint(st.Retained[n-1])
@@ -446,7 +545,10 @@ func Job(j *eddypb.Job) api.Job {
 		Args: s.Args, Config: s.Config,
 		SubmittedAt: time.UnixMilli(j.SubmittedAtMs).UTC(), UpdatedAt: time.UnixMilli(j.UpdatedAtMs).UTC(),
 		CreateIndex: j.CreateIndex, ModifyIndex: j.ModifyIndex, Attempt: j.Attempt,
-		Restarts: j.Restarts, Failure: j.Failure, RestoredCheckpoint: j.RestoredCheckpointId,
+		Restarts: j.Restarts, Failure: j.Failure, RestoredCheckpoint: j.RestoredCheckpointId, RestoredURL: j.RestoredUrl,
+	}
+	if r := s.Restore; r != nil {
+		out.Restore = &api.Restore{URL: r.Url, AllowNonRestoredState: r.AllowNonRestoredState, CheckpointID: r.CheckpointId}
 	}
 	if j.FailureAtMs != 0 {
 		t := time.UnixMilli(j.FailureAtMs).UTC()

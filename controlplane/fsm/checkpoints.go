@@ -9,6 +9,7 @@ import (
 
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/proto/eddypb"
+	"github.com/eddy-streams/eddy/storage"
 )
 
 // ErrCheckpointMismatch means a checkpoint command names a checkpoint that
@@ -18,6 +19,10 @@ var ErrCheckpointMismatch = errors.New("checkpoint changed")
 
 // HistorySize bounds the checkpoint history kept per job.
 const HistorySize = 32
+
+// FailedSavepoints bounds the failed savepoints kept per job; completed
+// ones are all kept.
+const FailedSavepoints = 16
 
 // jobCheckpoints returns a copy of a job's checkpoint bookkeeping to change.
 func (s *State) jobCheckpoints(id controlplane.JobID) *eddypb.JobCheckpoints {
@@ -49,14 +54,25 @@ func (s *State) applyTriggerCheckpoint(c *eddypb.TriggerCheckpointCommand) error
 		return fmt.Errorf("%w: checkpoint %d of job %s is in progress", ErrCheckpointMismatch, cps.InProgress.CheckpointId, id)
 	}
 	cps.LastId++
+	url := storage.MustJoinURL(c.Url, fmt.Sprintf("chk-%d", cps.LastId))
+	if c.Savepoint {
+		url = c.Url
+		if c.SavepointSuffix != "" {
+			url = storage.MustJoinURL(c.Url, fmt.Sprintf("savepoint-%s-%d-%s", c.JobId, cps.LastId, c.SavepointSuffix))
+		}
+	}
 	cps.InProgress = &eddypb.CheckpointRecord{
 		JobId:         c.JobId,
 		CheckpointId:  cps.LastId,
-		Url:           fmt.Sprintf("%s/chk-%d", c.Url, cps.LastId),
+		Url:           url,
 		TriggeredAtMs: c.AtMs,
 		Status:        eddypb.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS,
 		Attempt:       c.Attempt,
 		Manual:        c.Manual,
+		Savepoint:     c.Savepoint,
+		RequestId:     c.RequestId,
+		Stop:          c.Stop,
+		Drain:         c.Drain,
 	}
 	s.checkpoints[id] = cps
 	return nil
@@ -83,9 +99,16 @@ func (s *State) applyCompleteCheckpoint(c *eddypb.CompleteCheckpointCommand) err
 	done.DurationMs = max(cp.CompletedAtMs-done.TriggeredAtMs, 0)
 	cps.InProgress = nil
 	cps.Completed++
+	cps.Dropped = nil
+	if done.Savepoint {
+		// A savepoint belongs to the user: retention does not count it.
+		cps.Savepoints = append(cps.Savepoints, done)
+		addHistory(cps, done)
+		s.checkpoints[id] = cps
+		return nil
+	}
 	cps.ConsecutiveFailures = 0
 	cps.Retained = append(cps.Retained, done)
-	cps.Dropped = nil
 	if c.Retain > 0 && len(cps.Retained) > int(c.Retain) {
 		n := len(cps.Retained) - int(c.Retain)
 		cps.Dropped = slices.Clone(cps.Retained[:n])
@@ -119,8 +142,23 @@ func failCheckpoint(cps *eddypb.JobCheckpoints, failure string, atMs int64) {
 	f.DurationMs = max(atMs-f.TriggeredAtMs, 0)
 	cps.InProgress = nil
 	cps.Failed++
-	cps.ConsecutiveFailures++
 	addHistory(cps, f)
+	if !f.Savepoint {
+		cps.ConsecutiveFailures++
+		return
+	}
+	// A failed savepoint does not count against the job's tolerance.
+	cps.Savepoints = append(cps.Savepoints, f)
+	failed := 0
+	for i := len(cps.Savepoints) - 1; i >= 0; i-- {
+		if cps.Savepoints[i].Status != eddypb.CheckpointStatus_CHECKPOINT_STATUS_FAILED {
+			continue
+		}
+		if failed++; failed > FailedSavepoints {
+			cps.Savepoints = slices.Delete(slices.Clone(cps.Savepoints), i, i+1)
+			break
+		}
+	}
 }
 
 // abortCheckpoint fails a job's checkpoint in progress, if any, because the
@@ -140,12 +178,18 @@ func (s *State) applyDiscardCheckpoint(c *eddypb.DiscardCheckpointCommand) error
 		return fmt.Errorf("%w: %s", controlplane.ErrJobNotFound, id)
 	}
 	cps := s.jobCheckpoints(id)
-	i := slices.IndexFunc(cps.Retained, func(r *eddypb.CheckpointRecord) bool { return r.CheckpointId == c.CheckpointId })
-	if i < 0 {
+	var d *eddypb.CheckpointRecord
+	if i := slices.IndexFunc(cps.Retained, func(r *eddypb.CheckpointRecord) bool { return r.CheckpointId == c.CheckpointId }); i >= 0 {
+		d = cps.Retained[i]
+		cps.Retained = slices.Delete(cps.Retained, i, i+1)
+	} else if i := slices.IndexFunc(cps.Savepoints, func(r *eddypb.CheckpointRecord) bool {
+		return r.CheckpointId == c.CheckpointId && r.Status == eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
+	}); i >= 0 {
+		// The savepoint stays listed, as unreadable.
+		d = cps.Savepoints[i]
+	} else {
 		return fmt.Errorf("%w: checkpoint %d of job %s is not retained", ErrCheckpointMismatch, c.CheckpointId, id)
 	}
-	d := cps.Retained[i]
-	cps.Retained = slices.Delete(cps.Retained, i, i+1)
 	d.Status = eddypb.CheckpointStatus_CHECKPOINT_STATUS_DISCARDED
 	d.Failure = c.Reason
 	for k, h := range cps.History {

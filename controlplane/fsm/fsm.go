@@ -176,6 +176,11 @@ func (s *State) applySubmitJob(c *eddypb.SubmitJobCommand, index uint64) error {
 		CreateIndex:   index,
 		ModifyIndex:   index,
 	}
+	if r := c.Spec.GetRestore(); r != nil {
+		// A job restored from checkpoint N continues with N+1: sinks name
+		// what they commit by checkpoint id.
+		s.checkpoints[id] = &eddypb.JobCheckpoints{JobId: string(id), LastId: r.CheckpointId}
+	}
 	return nil
 }
 
@@ -227,6 +232,7 @@ func (s *State) applyStartAttempt(c *eddypb.StartAttemptCommand, index uint64) e
 	nj.UpdatedAtMs = c.AtMs
 	nj.ModifyIndex = index
 	nj.RestoredCheckpointId = c.RestoreCheckpointId
+	nj.RestoredUrl = c.RestoreUrl
 	s.jobs[id] = nj
 	delete(s.tasks, id)
 	s.abortCheckpoint(id, fmt.Sprintf("aborted: attempt %d started", c.Attempt), c.AtMs)

@@ -142,13 +142,32 @@ type coordinator struct {
 	cfg     *pluginpb.CheckpointConfig
 
 	acks   chan *eddypb.AcknowledgeCheckpointRequest
-	manual chan chan manualResult
-	queued []chan manualResult // requests that came during a checkpoint; run's goroutine only
-	done   chan struct{}       // closed when the coordinator stops
+	manual chan *manualReq
+	queued []*manualReq   // requests that came during a checkpoint; run's goroutine only
+	done   chan struct{} // closed when the coordinator stops
+	// stopped is set once a stop with savepoint completed: the tasks are
+	// finishing, nothing more is triggered. run's goroutine only.
+	stopped bool
+}
+
+// manualReq is a request for a checkpoint, or, with savepoint set, for a
+// savepoint. reply gets the result once it is triggered.
+type manualReq struct {
+	savepoint *savepointReq
+	reply     chan manualResult
+}
+
+// savepointReq is what a savepoint request asks for.
+type savepointReq struct {
+	requestID string
+	url       string // the directory; empty: a new one under the default
+	stop      bool
+	drain     bool
 }
 
 type manualResult struct {
 	id  uint64
+	url string
 	err error
 }
 
@@ -170,7 +189,7 @@ func (m *Manager) ensureCoordinator(ctx context.Context, j *eddypb.Job, g *plugi
 	}
 	c := &coordinator{
 		m: m, id: id, attempt: j.Attempt, spec: j.Spec, graph: g, cfg: cfg,
-		acks: make(chan *eddypb.AcknowledgeCheckpointRequest, 256), manual: make(chan chan manualResult),
+		acks: make(chan *eddypb.AcknowledgeCheckpointRequest, 256), manual: make(chan *manualReq),
 		done: make(chan struct{}),
 	}
 	m.coords[id] = c
@@ -227,23 +246,31 @@ func (m *Manager) TriggerCheckpoint(ctx context.Context, id controlplane.JobID) 
 	if j.Status != eddypb.JobStatus_JOB_STATUS_RUNNING {
 		return 0, fmt.Errorf("%w: job %s is %s, not RUNNING", controlplane.ErrCheckpointNotPossible, id, StatusName(j.Status))
 	}
+	r := m.request(ctx, j, g, nil)
+	return r.id, r.err
+}
+
+// request hands a manual checkpoint or savepoint request to the job's
+// coordinator and waits until it is triggered.
+func (m *Manager) request(ctx context.Context, j *eddypb.Job, g *pluginpb.JobGraph, sp *savepointReq) manualResult {
+	id := controlplane.JobID(j.Spec.JobId)
 	c := m.ensureCoordinator(m.term(), j, g)
 	if c == nil {
-		return 0, fmt.Errorf("%w: the control plane has no checkpoint storage", controlplane.ErrCheckpointNotPossible)
+		return manualResult{err: fmt.Errorf("%w: the control plane has no checkpoint storage", controlplane.ErrCheckpointNotPossible)}
 	}
-	reply := make(chan manualResult, 1)
+	req := &manualReq{savepoint: sp, reply: make(chan manualResult, 1)}
 	select {
-	case c.manual <- reply:
+	case c.manual <- req:
 	case <-c.done:
-		return 0, fmt.Errorf("%w: job %s is no longer running", controlplane.ErrCheckpointNotPossible, id)
+		return manualResult{err: fmt.Errorf("%w: job %s is no longer running", controlplane.ErrCheckpointNotPossible, id)}
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %v", controlplane.ErrTimeout, ctx.Err())
+		return manualResult{err: fmt.Errorf("%w: %v", controlplane.ErrTimeout, ctx.Err())}
 	}
 	select {
-	case r := <-reply:
-		return r.id, r.err
+	case r := <-req.reply:
+		return r
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: %v", controlplane.ErrTimeout, ctx.Err())
+		return manualResult{err: fmt.Errorf("%w: %v", controlplane.ErrTimeout, ctx.Err())}
 	}
 }
 
@@ -273,28 +300,44 @@ func (c *coordinator) run(ctx context.Context) {
 	lastStart, lastEnd := c.m.cfg.Now(), c.m.cfg.Now()
 	tick := time.NewTicker(c.pollEvery())
 	defer tick.Stop()
-	var waiting []chan manualResult
+	var waiting []*manualReq
+	answer := func(err error) {
+		for _, w := range waiting {
+			w.reply <- manualResult{err: err}
+		}
+		waiting = nil
+	}
 	for {
 		if !c.current() {
-			for _, w := range waiting {
-				w <- manualResult{err: fmt.Errorf("%w: job %s is no longer running", controlplane.ErrCheckpointNotPossible, c.id)}
-			}
+			answer(fmt.Errorf("%w: job %s is no longer running", controlplane.ErrCheckpointNotPossible, c.id))
 			return
 		}
+		if c.stopped {
+			answer(fmt.Errorf("%w: job %s is stopping after its savepoint", controlplane.ErrCheckpointNotPossible, c.id))
+		}
 		now := c.m.cfg.Now()
-		due := interval > 0 && !now.Before(lastStart.Add(interval)) && !now.Before(lastEnd.Add(minPause))
+		due := !c.stopped && interval > 0 && !now.Before(lastStart.Add(interval)) && !now.Before(lastEnd.Add(minPause))
 		if (due || len(waiting) > 0) && c.ready() {
 			lastStart = now
-			c.checkpoint(ctx, waiting)
-			waiting, c.queued = c.queued, nil
+			// A savepoint runs alone, first come first served; checkpoint
+			// requests share one checkpoint.
+			var run, rest []*manualReq
+			var sp *savepointReq
+			if i := slices.IndexFunc(waiting, func(r *manualReq) bool { return r.savepoint != nil }); i >= 0 {
+				sp = waiting[i].savepoint
+				run = []*manualReq{waiting[i]}
+				rest = slices.Delete(slices.Clone(waiting), i, i+1)
+			} else {
+				run = waiting
+			}
+			c.checkpoint(ctx, run, sp)
+			waiting, c.queued = append(rest, c.queued...), nil
 			lastEnd = c.m.cfg.Now()
 			continue
 		}
 		select {
 		case <-ctx.Done():
-			for _, w := range waiting {
-				w <- manualResult{err: fmt.Errorf("%w: leadership lost", controlplane.ErrNotLeader)}
-			}
+			answer(fmt.Errorf("%w: leadership lost", controlplane.ErrNotLeader))
 			return
 		case r := <-c.manual:
 			waiting = append(waiting, r)
@@ -332,15 +375,24 @@ func (c *coordinator) ready() bool {
 
 type taskKey struct{ chain, subtask uint32 }
 
-// checkpoint runs one checkpoint from its trigger to its completion or
-// failure. It answers the manual requests waiting for it with its id.
-func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResult) {
+// checkpoint runs one checkpoint (or, with sp, one savepoint) from its
+// trigger to its completion or failure. It answers the manual requests
+// waiting for it with its id once it is triggered.
+func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *savepointReq) {
 	m := c.m
 	dirName, dirURL := m.jobCheckpointDir(c.id)
 	start := m.cfg.Now()
-	_, err := m.raft.Apply(ctx, fsm.CmdTriggerCheckpoint, &eddypb.TriggerCheckpointCommand{
+	cmd := &eddypb.TriggerCheckpointCommand{
 		JobId: string(c.id), Attempt: c.attempt, AtMs: start.UnixMilli(), Url: dirURL, Manual: len(waiting) > 0,
-	})
+	}
+	if sp != nil {
+		cmd.Savepoint, cmd.RequestId, cmd.Stop, cmd.Drain, cmd.Url = true, sp.requestID, sp.stop, sp.drain, sp.url
+		if sp.url == "" {
+			cmd.Url, cmd.SavepointSuffix = m.cfg.Savepoints.URL(""), shortID()
+			cmd.Url = strings.TrimSuffix(cmd.Url, "/")
+		}
+	}
+	_, err := m.raft.Apply(ctx, fsm.CmdTriggerCheckpoint, cmd)
 	var rec *eddypb.CheckpointRecord
 	if err == nil {
 		rec = m.raft.State().CheckpointStats(c.id).GetInProgress()
@@ -352,9 +404,9 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResul
 	}
 	for _, w := range waiting {
 		if err != nil {
-			w <- manualResult{err: err}
+			w.reply <- manualResult{err: err}
 		} else {
-			w <- manualResult{id: rec.CheckpointId}
+			w.reply <- manualResult{id: rec.CheckpointId, url: rec.Url}
 		}
 	}
 	if err != nil {
@@ -376,7 +428,7 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResul
 	workers := m.workerAddrs(m.raft.State().Assignments(c.id))
 	if err := c.send(ctx, workers, &pluginpb.CheckpointRequest{
 		JobId: string(c.id), Attempt: c.attempt, CheckpointId: id, Action: pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER,
-		Url: rec.Url, TimestampMs: start.UnixMilli(),
+		Url: rec.Url, TimestampMs: start.UnixMilli(), Savepoint: rec.Savepoint, Stop: rec.Stop, Drain: rec.Drain,
 	}); err != nil {
 		c.failAndAbort(ctx, workers, id, "trigger: "+err.Error())
 		return
@@ -402,7 +454,7 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResul
 		select {
 		case <-ctx.Done():
 			for _, r := range c.queued {
-				r <- manualResult{err: fmt.Errorf("%w: leadership lost", controlplane.ErrNotLeader)}
+				r.reply <- manualResult{err: fmt.Errorf("%w: leadership lost", controlplane.ErrNotLeader)}
 			}
 			c.queued = nil
 			return
@@ -432,7 +484,8 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResul
 	// Every task acknowledged: the metadata makes it a checkpoint in
 	// storage, the Raft commit makes it the job's.
 	md, size := c.metadata(id, start, states)
-	if err := checkpoint.WriteMetadata(ctx, m.cfg.Checkpoints, dirName+"/"+checkpoint.Dir(id), md); err != nil {
+	md.Savepoint = rec.Savepoint
+	if err := c.writeMetadata(ctx, rec, dirName, md); err != nil {
 		c.failAndAbort(ctx, workers, id, err.Error())
 		return
 	}
@@ -450,11 +503,33 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []chan manualResul
 		}
 		return
 	}
-	log("checkpoint completed", "checkpoint_id", id, "size", size, "took", end.Sub(start).Round(time.Millisecond).String())
+	kind := "checkpoint"
+	if rec.Savepoint {
+		kind = "savepoint"
+		// Once a stop's savepoint completed the tasks finish: nothing more
+		// is triggered.
+		c.stopped = rec.Stop
+	}
+	log(kind+" completed", "checkpoint_id", id, "url", rec.Url, "size", size, "took", end.Sub(start).Round(time.Millisecond).String())
 	_ = c.send(ctx, workers, &pluginpb.CheckpointRequest{
 		JobId: string(c.id), Attempt: c.attempt, CheckpointId: id, Action: pluginpb.CheckpointAction_CHECKPOINT_ACTION_COMPLETE,
 	})
-	c.cleanup(ctx, dirName, id)
+	if !rec.Savepoint {
+		c.cleanup(ctx, dirName, id)
+	}
+}
+
+// writeMetadata writes a checkpoint's _metadata into its directory: under
+// the job's checkpoint directory, or a savepoint's own.
+func (c *coordinator) writeMetadata(ctx context.Context, rec *eddypb.CheckpointRecord, dirName string, md *pluginpb.CheckpointMetadata) error {
+	if !rec.Savepoint {
+		return checkpoint.WriteMetadata(ctx, c.m.cfg.Checkpoints, dirName+"/"+checkpoint.Dir(rec.CheckpointId), md)
+	}
+	st, err := c.m.cfg.OpenStorage(ctx, rec.Url)
+	if err != nil {
+		return fmt.Errorf("open savepoint directory %s: %w", rec.Url, err)
+	}
+	return checkpoint.WriteMetadata(ctx, st, "", md)
 }
 
 // metadata builds a checkpoint's _metadata from the acknowledged states:
@@ -508,8 +583,22 @@ func slicesSorted[V any](m map[string]V) []string {
 func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uint64) {
 	st := c.m.cfg.Checkpoints
 	keep := map[uint64]bool{}
+	// Files a retained checkpoint carried over from an older one stay.
+	referenced := map[string]bool{}
 	for _, r := range c.m.raft.State().Checkpoints(c.id) {
 		keep[r.CheckpointId] = true
+		md, err := checkpoint.ReadMetadata(ctx, st, dirName+"/"+checkpoint.Dir(r.CheckpointId))
+		var files []string
+		if err == nil {
+			files, err = checkpoint.Files(md, checkpoint.Dir(r.CheckpointId))
+		}
+		if err != nil {
+			c.m.cfg.Logger.Warn("read retained checkpoint for cleanup; nothing deleted", "job_id", c.id, "checkpoint_id", r.CheckpointId, "error", err)
+			return
+		}
+		for _, f := range files {
+			referenced[dirName+"/"+f] = true
+		}
 	}
 	objs, err := st.List(ctx, dirName+"/chk-")
 	if err != nil {
@@ -519,7 +608,7 @@ func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uin
 	for _, o := range objs {
 		rest := strings.TrimPrefix(o.Name, dirName+"/chk-")
 		n, err := strconv.ParseUint(rest[:max(strings.IndexByte(rest, '/'), 0)], 10, 64)
-		if err != nil || n >= completed || keep[n] {
+		if err != nil || n >= completed || keep[n] || referenced[o.Name] {
 			continue
 		}
 		if err := st.Delete(ctx, o.Name); err != nil {
@@ -573,6 +662,10 @@ func (c *coordinator) failAndAbort(ctx context.Context, workers map[string]strin
 		return
 	}
 	m := c.m
+	if h := m.raft.State().CheckpointStats(c.id).GetHistory(); len(h) > 0 && h[len(h)-1].CheckpointId == id && h[len(h)-1].Savepoint {
+		// A failed savepoint leaves the job running, as it was.
+		return
+	}
 	n := m.raft.State().CheckpointStats(c.id).GetConsecutiveFailures()
 	if n <= c.cfg.TolerableFailures {
 		return

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -51,6 +52,11 @@ func (m *Manager) checkGraph(ctx context.Context, spec *eddypb.JobSpec) error {
 	}
 	if _, err := RestartStrategy(spec, g); err != nil {
 		return err
+	}
+	if spec.Restore != nil {
+		if err := m.checkRestore(ctx, spec, g); err != nil {
+			return err
+		}
 	}
 	if spec.Name == "" {
 		spec.Name = g.Name
@@ -285,6 +291,11 @@ func (m *Manager) startDeploy(ctx context.Context, j *eddypb.Job) {
 		if err := m.deploy(ctx, cur); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("deploy failed", "job_id", id, "error", err)
 			cur, _ := m.raft.State().Job(id)
+			if r := (*restoreRefused)(nil); errors.As(err, &r) && cur != nil && !fsm.Terminal(cur.Status) {
+				// Restarting would refuse again.
+				m.endJob(ctx, cur, eddypb.JobStatus_JOB_STATUS_FAILED, r.msg)
+				return
+			}
 			if cur != nil && !fsm.Terminal(cur.Status) {
 				g, gerr := ParseGraph(cur.Spec.Graph)
 				if gerr != nil || cur.Status != eddypb.JobStatus_JOB_STATUS_SCHEDULED {
@@ -321,20 +332,26 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 		m.cancelOnWorkers(j, assignments)
 	}
 	attempt := j.Attempt + 1
-	// A job that checkpoints starts from its latest retained checkpoint.
-	var restore *pluginpb.RestoreSpec
+	// A job that checkpoints starts from its latest checkpoint or
+	// savepoint; one submitted from a savepoint starts from it.
+	restore := j.Spec.Restore
 	var checkpoints string
 	if cfg, _ := CheckpointConfig(j.Spec, g); cfg != nil {
 		_, checkpoints = m.jobCheckpointDir(id)
-		if cp, ok := m.raft.State().LatestCheckpoint(id); ok {
-			restore = &pluginpb.RestoreSpec{Url: cp.Url, CheckpointId: cp.CheckpointId}
-		}
+		restore = m.restorePoint(j)
+	}
+	// The first attempt of a job submitted from a savepoint has one plugin
+	// check, before any task starts, that every state fits the job.
+	validate := ""
+	if restore != nil && j.Spec.Restore != nil && restore.Url == j.Spec.Restore.Url && j.Attempt == 0 {
+		validate = validator(addrs)
 	}
 	if _, err := m.raft.Apply(ctx, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{
 		JobId: j.Spec.JobId, Attempt: attempt, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED,
 		Reason: "deploying", AtMs: m.cfg.Now().UnixMilli(),
 		Expected:            []eddypb.JobStatus{eddypb.JobStatus_JOB_STATUS_SCHEDULED},
 		RestoreCheckpointId: restore.GetCheckpointId(),
+		RestoreUrl:          restore.GetUrl(),
 	}); err != nil {
 		if errors.Is(err, fsm.ErrStatusMismatch) {
 			return nil
@@ -356,12 +373,22 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 			c, err := m.cfg.Worker(addr)
 			var resp *eddypb.PrepareJobResponse
 			if err == nil {
-				resp, err = c.PrepareJob(dctx, &eddypb.PrepareJobRequest{
+				req := &eddypb.PrepareJobRequest{
 					JobId: j.Spec.JobId, Attempt: attempt, Artifact: j.Spec.Artifact, Args: j.Spec.Args, Config: j.Spec.Config,
-				})
+				}
+				if wid == validate {
+					req.Restore, req.Parallelism, req.ValidateRestore = restore, j.Spec.Parallelism, true
+				}
+				resp, err = c.PrepareJob(dctx, req)
 			}
 			mu.Lock()
 			defer mu.Unlock()
+			if err != nil && wid == validate {
+				if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+					errs = append(errs, &restoreRefused{msg: fmt.Sprintf("savepoint %s cannot be restored: %s", restore.Url, st.Message())})
+					return
+				}
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("worker %s: %w", wid, workerError(err)))
 				return
@@ -370,6 +397,11 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 		}()
 	}
 	wg.Wait()
+	for _, err := range errs {
+		if r := (*restoreRefused)(nil); errors.As(err, &r) {
+			return r
+		}
+	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -422,7 +454,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	} else if err != nil {
 		return err
 	}
-	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf), "restored_checkpoint", restore.GetCheckpointId())
+	m.cfg.Logger.Info("job deployed", "job_id", id, "attempt", attempt, "tasks", totalTasks(g), "workers", len(tasksOf), "restored_checkpoint", restore.GetCheckpointId(), "restored_url", restore.GetUrl())
 	return nil
 }
 
@@ -499,6 +531,12 @@ func (m *Manager) failAttempt(ctx context.Context, j *eddypb.Job, g *pluginpb.Jo
 	}
 	if r.MaxAttempts > 0 && j.Restarts >= r.MaxAttempts {
 		m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, fmt.Sprintf("%s (after %d restarts)", cause, j.Restarts))
+		return
+	}
+	if restoreFailed && j.Spec.Restore != nil && j.RestoredUrl == j.Spec.Restore.Url {
+		// The savepoint the job was submitted from is unreadable: there is
+		// nothing older to start from.
+		m.endJob(ctx, j, eddypb.JobStatus_JOB_STATUS_FAILED, fmt.Sprintf("savepoint %s could not be restored: %s", j.RestoredUrl, cause))
 		return
 	}
 	if restoreFailed && j.RestoredCheckpointId != 0 {

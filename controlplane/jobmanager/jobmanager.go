@@ -47,6 +47,13 @@ type Config struct {
 	// Checkpoints is the store of checkpoints: a job's checkpoint directory
 	// is the job id in it. Nil disables checkpoint coordination.
 	Checkpoints storage.Store
+	// Savepoints is where savepoints go when a request names no directory:
+	// savepoint-<job id>-<checkpoint id>-<random> in it. Nil: a savepoint
+	// needs a directory.
+	Savepoints storage.Store
+	// OpenStorage opens the storage at a URL: savepoint directories, and
+	// the savepoints jobs are restored from. Default storage.Open.
+	OpenStorage func(ctx context.Context, url string) (storage.Store, error)
 }
 
 // DefaultConfig returns the defaults: the system clock and 128 key groups.
@@ -87,6 +94,9 @@ func New(r Raft, cfg Config) *Manager {
 	if cfg.CancelTimeout == 0 {
 		cfg.CancelTimeout = 30 * time.Second
 	}
+	if cfg.OpenStorage == nil {
+		cfg.OpenStorage = storage.Open
+	}
 	return &Manager{raft: r, cfg: cfg, kick: make(chan struct{}, 1), deploying: map[controlplane.JobID]bool{}, cancelling: map[controlplane.JobID]time.Time{}, coords: map[controlplane.JobID]*coordinator{}, restartWake: map[controlplane.JobID]time.Time{}}
 }
 
@@ -106,6 +116,8 @@ func (m *Manager) Submit(ctx context.Context, spec *eddypb.JobSpec) (*eddypb.Job
 		if err := m.checkGraph(ctx, spec); err != nil {
 			return nil, err
 		}
+	} else if spec.Restore != nil {
+		return nil, fmt.Errorf("%w: a job restored from a savepoint needs a job graph", controlplane.ErrInvalidArgument)
 	} else if _, ok := spec.Config[ConfigCheckpointInterval]; ok {
 		return nil, fmt.Errorf("%w: %s is set but the job has no job graph", controlplane.ErrInvalidArgument, ConfigCheckpointInterval)
 	}

@@ -70,6 +70,22 @@ func (s *Server) UploadArtifact(ctx context.Context, r io.Reader) (api.Artifact,
 	return api.Artifact{SHA256: sha, URL: s.blobs.URL(name), Size: n}, nil
 }
 
+// OpenArtifact opens a stored job binary by its SHA-256, for another
+// cluster (eddy migrate) to fetch it.
+func (s *Server) OpenArtifact(ctx context.Context, sha string) (io.ReadCloser, int64, error) {
+	if !sha256Pattern.MatchString(sha) {
+		return nil, 0, fmt.Errorf("%w: artifact sha256 %q is not 64 hex digits", controlplane.ErrInvalidArgument, sha)
+	}
+	rc, info, err := s.blobs.Open(ctx, artifactName(sha))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: artifact %s", controlplane.ErrArtifactNotFound, sha)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("open artifact %s: %w", sha, err)
+	}
+	return rc, info.Size, nil
+}
+
 // checkArtifact refuses a job whose artifact is not in storage with the
 // hash it claims.
 func (s *Server) checkArtifact(ctx context.Context, a *eddypb.ArtifactRef) error {

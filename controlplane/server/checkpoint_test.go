@@ -44,10 +44,17 @@ type cpWorker struct {
 	ack func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) (decline string, silent bool)
 	// noState makes tasks acknowledge without writing state.
 	noState bool
+	// carry, when set and returning a name, makes a task acknowledge with
+	// that file (relative to the checkpoint's directory) instead of
+	// writing one: a file carried over from an earlier checkpoint.
+	carry func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) string
 	// onDeploy, when set, may fail a deployed task at once.
 	onDeploy func(req *eddypb.DeployTasksRequest) (fail string, restoreFailed bool)
+	// onPrepare, when set, may refuse to prepare.
+	onPrepare func(req *eddypb.PrepareJobRequest) error
 
 	mu       sync.Mutex
+	prepared []*eddypb.PrepareJobRequest
 	deployed []*eddypb.DeployTasksRequest
 	running  map[string][]*eddypb.TaskRef // by job/attempt
 	requests []*pluginpb.CheckpointRequest
@@ -145,7 +152,15 @@ func (w *cpWorker) report(job string, attempt uint64, tasks []*eddypb.TaskRef, s
 	})
 }
 
-func (w *cpWorker) PrepareJob(context.Context, *eddypb.PrepareJobRequest) (*eddypb.PrepareJobResponse, error) {
+func (w *cpWorker) PrepareJob(_ context.Context, req *eddypb.PrepareJobRequest) (*eddypb.PrepareJobResponse, error) {
+	w.mu.Lock()
+	w.prepared = append(w.prepared, req)
+	w.mu.Unlock()
+	if w.onPrepare != nil {
+		if err := w.onPrepare(req); err != nil {
+			return nil, err
+		}
+	}
 	return &eddypb.PrepareJobResponse{DataAddr: "data-" + w.id}, nil
 }
 
@@ -191,7 +206,20 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 	w.mu.Lock()
 	w.requests = append(w.requests, req)
 	tasks := slices.Clone(w.running[key(req.JobId, req.Attempt)])
+	stop := false
+	if req.Action == pluginpb.CheckpointAction_CHECKPOINT_ACTION_COMPLETE {
+		for _, r := range w.requests {
+			stop = stop || (r.Action == pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER && r.CheckpointId == req.CheckpointId && r.JobId == req.JobId && r.Stop)
+		}
+		if stop {
+			delete(w.running, key(req.JobId, req.Attempt))
+		}
+	}
 	w.mu.Unlock()
+	if stop {
+		// Stop with savepoint: the tasks finish once it completed.
+		go w.report(req.JobId, req.Attempt, tasks, eddypb.TaskState_TASK_STATE_FINISHED, "", false)
+	}
 	if req.Action != pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER {
 		return &pluginpb.CheckpointResponse{}, nil
 	}
@@ -218,6 +246,12 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 				}
 				name := fmt.Sprintf("%s-%d", uid, t.Subtask)
 				var info storage.Info
+				if w.carry != nil {
+					if c := w.carry(req, t); c != "" {
+						ack.Operators = []*pluginpb.OperatorSubtaskState{{Uid: uid, Subtask: t.Subtask, File: c, Size: 100 + int64(t.Subtask)}}
+						goto send
+					}
+				}
 				if err == nil {
 					info, err = st.Put(ctx, name, strings.NewReader(strings.Repeat("s", 100+int(t.Subtask))))
 				}
@@ -227,6 +261,7 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 					ack.Operators = []*pluginpb.OperatorSubtaskState{{Uid: uid, Subtask: t.Subtask, File: name, Size: info.Size}}
 				}
 			}
+		send:
 			_ = w.call(ctx, func(cp eddypb.ControlPlaneClient) error {
 				_, err := cp.AcknowledgeCheckpoint(ctx, &eddypb.AcknowledgeCheckpointRequest{
 					WorkerId: w.id, JobId: req.JobId, Attempt: req.Attempt, Chain: t.Chain, Subtask: t.Subtask, Ack: ack,
@@ -742,5 +777,57 @@ func TestLeaderFailoverKeepsTasksAndCheckpoints(t *testing.T) {
 	}
 	if after.Latest.ID <= before.Latest.ID {
 		t.Errorf("latest %d after failover, %d before", after.Latest.ID, before.Latest.ID)
+	}
+}
+
+// TestCleanupKeepsFilesCarriedOverByRetainedCheckpoints: a task that
+// finished acknowledges later checkpoints with its last state file, in an
+// older checkpoint's directory; cleanup of that directory must leave the
+// file.
+func TestCleanupKeepsFilesCarriedOverByRetainedCheckpoints(t *testing.T) {
+	dir, opt := sharedStorage(t)
+	c := cptest.TestCluster(t, 1, opt)
+	cl := client.New(c.HTTPAddrs())
+	startCPWorker(t, c, "w1", 4, func(w *cpWorker) {
+		w.carry = func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) string {
+			if t.Chain == 0 && req.CheckpointId > 1 {
+				return "../chk-1/src-0"
+			}
+			return ""
+		}
+	})
+	a := uploadFake(t, cl)
+	j, err := cl.Submit(context.Background(), api.SubmitJob{JobID: "carry", Artifact: &a,
+		Graph: cpGraph(1, &pluginpb.CheckpointConfig{IntervalMs: 50, Retain: 1}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, cl, j.ID, "RUNNING")
+	cps := waitCheckpoints(t, cl, j.ID, 20*time.Second, completedAtLeast(5))
+	root := filepath.Join(dir, "checkpoints")
+	cptest.WaitFor(t, 10*time.Second, func() error {
+		dirs := chkDirs(t, root, j.ID)
+		if got := dirs[1]; len(got) != 1 || got[0] != "src-0" {
+			return fmt.Errorf("checkpoint 1 holds %v, want only the carried src-0", got)
+		}
+		return nil
+	})
+	st, err := storage.Open(context.Background(), "file://"+root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := cps.Latest.ID
+	md, err := checkpoint.ReadMetadata(context.Background(), st, j.ID+"/"+checkpoint.Dir(latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := checkpoint.Files(md, checkpoint.Dir(latest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if _, err := st.Stat(context.Background(), j.ID+"/"+f); err != nil {
+			t.Errorf("file %s of retained checkpoint %d: %v", f, latest, err)
+		}
 	}
 }

@@ -57,6 +57,10 @@ type Config struct {
 	// Checkpoints is the URL under which jobs' checkpoint directories go
 	// (<Checkpoints>/<job id>/chk-<id>). Empty means <Storage>/checkpoints.
 	Checkpoints string
+	// Savepoints is the default directory of savepoints, used when a
+	// request names none (<Savepoints>/savepoint-<job>-<id>-<random>).
+	// Empty means <Storage>/savepoints.
+	Savepoints string
 
 	// Logger receives the node's logs.
 	Logger *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/eddy-streams/eddy/api"
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/controlplane/fsm"
+	"github.com/eddy-streams/eddy/controlplane/jobmanager"
 	"github.com/eddy-streams/eddy/proto/eddypb"
 )
 
@@ -234,6 +235,21 @@ func (s *Server) TriggerCheckpoint(ctx context.Context, req *eddypb.TriggerCheck
 			return nil, err
 		}
 		return &eddypb.TriggerCheckpointResponse{CheckpointId: id}, nil
+	})
+}
+
+// TriggerSavepoint starts a savepoint, or a stop with savepoint, of a
+// running job.
+func (s *Server) TriggerSavepoint(ctx context.Context, req *eddypb.TriggerSavepointRequest) (*eddypb.TriggerSavepointResponse, error) {
+	return call(ctx, s, req, false, eddypb.ControlPlaneClient.TriggerSavepoint, func(ctx context.Context, l *leadership) (*eddypb.TriggerSavepointResponse, error) {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return nil, raftError(err)
+		}
+		sp, err := l.jobs.TriggerSavepoint(ctx, controlplane.JobID(req.JobId), jobmanager.SavepointOptions{URL: req.Url, Stop: req.Stop, Drain: req.Drain})
+		if err != nil {
+			return nil, err
+		}
+		return &eddypb.TriggerSavepointResponse{RequestId: sp.RequestID, CheckpointId: sp.CheckpointID, Url: sp.URL}, nil
 	})
 }
 

@@ -44,6 +44,7 @@ type Server struct {
 	fsm   *fsm.FSM
 	blobs storage.Store
 	cps   storage.Store // checkpoints: a job's directory is its id
+	sps   storage.Store // the default savepoint directory
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
@@ -123,19 +124,32 @@ func (s *Server) start() error {
 		return fmt.Errorf("open storage: %w", err)
 	}
 	s.blobs = st
-	cpURL := s.cfg.Checkpoints
-	if cpURL == "" {
+	under := func(folder string) (string, error) {
 		// The path gets the folder; a query (s3 options) stays as it is.
 		u, err := url.Parse(storeURL)
 		if err != nil {
-			return fmt.Errorf("storage url %q: %w", storeURL, err)
+			return "", fmt.Errorf("storage url %q: %w", storeURL, err)
 		}
-		u.Path = strings.TrimSuffix(u.Path, "/") + "/checkpoints"
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + folder
 		u.RawPath = ""
-		cpURL = u.String()
+		return u.String(), nil
+	}
+	cpURL, spURL := s.cfg.Checkpoints, s.cfg.Savepoints
+	if cpURL == "" {
+		if cpURL, err = under("checkpoints"); err != nil {
+			return err
+		}
+	}
+	if spURL == "" {
+		if spURL, err = under("savepoints"); err != nil {
+			return err
+		}
 	}
 	if s.cps, err = storage.Open(s.ctx, cpURL); err != nil {
 		return fmt.Errorf("open checkpoint storage: %w", err)
+	}
+	if s.sps, err = storage.Open(s.ctx, spURL); err != nil {
+		return fmt.Errorf("open savepoint storage: %w", err)
 	}
 	hasState, err := s.setupRaft()
 	if err != nil {
@@ -494,6 +508,7 @@ func (s *Server) lead(ctx context.Context) {
 			Worker:        s.workerClient,
 			CheckArtifact: s.checkArtifact,
 			Checkpoints:   s.cps,
+			Savepoints:    s.sps,
 		}),
 		resources: resourcemanager.New(applier{s}, resourcemanager.Config{
 			Logger:            s.log.With("component", "resourcemanager"),

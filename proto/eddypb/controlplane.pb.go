@@ -333,8 +333,12 @@ type JobSpec struct {
 	Graph          []byte                 `protobuf:"bytes,6,opt,name=graph,proto3" json:"graph,omitempty"` // the serialised job graph, opaque to the control plane
 	Args           []string               `protobuf:"bytes,7,rep,name=args,proto3" json:"args,omitempty"`
 	Config         map[string]string      `protobuf:"bytes,8,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// restore, when set, is the savepoint (or retained checkpoint) the job
+	// starts from: its url, the checkpoint id its _metadata records, and
+	// whether state of operators the job lacks may be dropped.
+	Restore       *pluginpb.RestoreSpec `protobuf:"bytes,9,opt,name=restore,proto3" json:"restore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -423,6 +427,13 @@ func (x *JobSpec) GetConfig() map[string]string {
 	return nil
 }
 
+func (x *JobSpec) GetRestore() *pluginpb.RestoreSpec {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
 type Job struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -439,8 +450,11 @@ type Job struct {
 	// restored_checkpoint_id is the checkpoint the current attempt started
 	// from; 0 when it started empty.
 	RestoredCheckpointId uint64 `protobuf:"varint,12,opt,name=restored_checkpoint_id,json=restoredCheckpointId,proto3" json:"restored_checkpoint_id,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// restored_url is the directory of the checkpoint or savepoint the
+	// current attempt started from.
+	RestoredUrl   string `protobuf:"bytes,13,opt,name=restored_url,json=restoredUrl,proto3" json:"restored_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -555,6 +569,13 @@ func (x *Job) GetRestoredCheckpointId() uint64 {
 		return x.RestoredCheckpointId
 	}
 	return 0
+}
+
+func (x *Job) GetRestoredUrl() string {
+	if x != nil {
+		return x.RestoredUrl
+	}
+	return ""
 }
 
 type Worker struct {
@@ -826,7 +847,10 @@ type CheckpointRecord struct {
 	Attempt       uint64                 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"` // the job attempt it was taken of
 	Failure       string                 `protobuf:"bytes,10,opt,name=failure,proto3" json:"failure,omitempty"` // why it failed or was discarded
 	DurationMs    int64                  `protobuf:"varint,11,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	Manual        bool                   `protobuf:"varint,12,opt,name=manual,proto3" json:"manual,omitempty"` // triggered by a request, not the interval
+	Manual        bool                   `protobuf:"varint,12,opt,name=manual,proto3" json:"manual,omitempty"`                       // triggered by a request, not the interval
+	RequestId     string                 `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // savepoints: the id the request was answered with
+	Stop          bool                   `protobuf:"varint,14,opt,name=stop,proto3" json:"stop,omitempty"`                           // savepoints: stop with savepoint (sources end after its barrier)
+	Drain         bool                   `protobuf:"varint,15,opt,name=drain,proto3" json:"drain,omitempty"`                         // with stop: the final watermark fired every window first
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +969,27 @@ func (x *CheckpointRecord) GetManual() bool {
 	return false
 }
 
+func (x *CheckpointRecord) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CheckpointRecord) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *CheckpointRecord) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
 // JobCheckpoints is the checkpoint bookkeeping of one job.
 type JobCheckpoints struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1003,11 @@ type JobCheckpoints struct {
 	ConsecutiveFailures uint32                 `protobuf:"varint,8,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
 	// dropped are the checkpoints the latest completion dropped from
 	// retention: their files may be deleted.
-	Dropped       []*CheckpointRecord `protobuf:"bytes,9,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	Dropped []*CheckpointRecord `protobuf:"bytes,9,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	// savepoints are the job's savepoints that ended, oldest first: every
+	// completed one (retention never drops them, cleanup never deletes
+	// them) and the latest failed ones.
+	Savepoints    []*CheckpointRecord `protobuf:"bytes,10,rep,name=savepoints,proto3" json:"savepoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1052,6 +1101,13 @@ func (x *JobCheckpoints) GetConsecutiveFailures() uint32 {
 func (x *JobCheckpoints) GetDropped() []*CheckpointRecord {
 	if x != nil {
 		return x.Dropped
+	}
+	return nil
+}
+
+func (x *JobCheckpoints) GetSavepoints() []*CheckpointRecord {
+	if x != nil {
+		return x.Savepoints
 	}
 	return nil
 }
@@ -1633,6 +1689,7 @@ type StartAttemptCommand struct {
 	// expected, when set, makes the start conditional on the job's status.
 	Expected            []JobStatus `protobuf:"varint,6,rep,packed,name=expected,proto3,enum=eddy.v1.JobStatus" json:"expected,omitempty"`
 	RestoreCheckpointId uint64      `protobuf:"varint,7,opt,name=restore_checkpoint_id,json=restoreCheckpointId,proto3" json:"restore_checkpoint_id,omitempty"` // the checkpoint the attempt starts from
+	RestoreUrl          string      `protobuf:"bytes,8,opt,name=restore_url,json=restoreUrl,proto3" json:"restore_url,omitempty"`                               // its directory
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1716,6 +1773,13 @@ func (x *StartAttemptCommand) GetRestoreCheckpointId() uint64 {
 	return 0
 }
 
+func (x *StartAttemptCommand) GetRestoreUrl() string {
+	if x != nil {
+		return x.RestoreUrl
+	}
+	return ""
+}
+
 // CompleteCheckpointCommand completes the job's checkpoint in progress:
 // checkpoint names it (job_id, checkpoint_id, attempt) and carries its
 // size_bytes and completed_at_ms. It applies only while the job is at that
@@ -1776,14 +1840,21 @@ func (x *CompleteCheckpointCommand) GetRetain() uint32 {
 // records it as in progress. It applies only while the job is RUNNING at
 // attempt and no checkpoint is in progress.
 type TriggerCheckpointCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	AtMs          int64                  `protobuf:"varint,3,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
-	Url           string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"` // the job's checkpoint directory; the checkpoint's is url/chk-<id>
-	Manual        bool                   `protobuf:"varint,5,opt,name=manual,proto3" json:"manual,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	AtMs    int64                  `protobuf:"varint,3,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	Url     string                 `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"` // the job's checkpoint directory; the checkpoint's is url/chk-<id>
+	Manual  bool                   `protobuf:"varint,5,opt,name=manual,proto3" json:"manual,omitempty"`
+	// savepoint makes it a savepoint: its directory is url itself, or, with
+	// savepoint_suffix, url/savepoint-<job id>-<id>-<savepoint_suffix>.
+	Savepoint       bool   `protobuf:"varint,6,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	RequestId       string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Stop            bool   `protobuf:"varint,8,opt,name=stop,proto3" json:"stop,omitempty"`
+	Drain           bool   `protobuf:"varint,9,opt,name=drain,proto3" json:"drain,omitempty"`
+	SavepointSuffix string `protobuf:"bytes,10,opt,name=savepoint_suffix,json=savepointSuffix,proto3" json:"savepoint_suffix,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TriggerCheckpointCommand) Reset() {
@@ -1849,6 +1920,41 @@ func (x *TriggerCheckpointCommand) GetManual() bool {
 		return x.Manual
 	}
 	return false
+}
+
+func (x *TriggerCheckpointCommand) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+func (x *TriggerCheckpointCommand) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *TriggerCheckpointCommand) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *TriggerCheckpointCommand) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+func (x *TriggerCheckpointCommand) GetSavepointSuffix() string {
+	if x != nil {
+		return x.SavepointSuffix
+	}
+	return ""
 }
 
 // FailCheckpointCommand ends the job's checkpoint in progress as failed.
@@ -2818,6 +2924,136 @@ func (x *TriggerCheckpointResponse) GetCheckpointId() uint64 {
 	return 0
 }
 
+// TriggerSavepointRequest asks for a savepoint of a running job, or, with
+// stop, for a stop with savepoint.
+type TriggerSavepointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"` // the savepoint's directory; empty: the cluster's default
+	Stop          bool                   `protobuf:"varint,3,opt,name=stop,proto3" json:"stop,omitempty"`
+	Drain         bool                   `protobuf:"varint,4,opt,name=drain,proto3" json:"drain,omitempty"` // with stop: fire every window before the savepoint
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerSavepointRequest) Reset() {
+	*x = TriggerSavepointRequest{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerSavepointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerSavepointRequest) ProtoMessage() {}
+
+func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
+func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *TriggerSavepointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *TriggerSavepointRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type TriggerSavepointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	CheckpointId  uint64                 `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerSavepointResponse) Reset() {
+	*x = TriggerSavepointResponse{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerSavepointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerSavepointResponse) ProtoMessage() {}
+
+func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerSavepointResponse.ProtoReflect.Descriptor instead.
+func (*TriggerSavepointResponse) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TriggerSavepointResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *TriggerSavepointResponse) GetCheckpointId() uint64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *TriggerSavepointResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 type ListJobsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2826,7 +3062,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +3074,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[39]
+	mi := &file_eddypb_controlplane_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +3087,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{39}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
 }
 
 type ListJobsResponse struct {
@@ -2863,7 +3099,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3111,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[40]
+	mi := &file_eddypb_controlplane_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3124,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{40}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2910,7 +3146,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3158,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[41]
+	mi := &file_eddypb_controlplane_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3171,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{41}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2976,7 +3212,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3224,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[42]
+	mi := &file_eddypb_controlplane_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3237,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{42}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() int64 {
@@ -3031,7 +3267,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3279,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[43]
+	mi := &file_eddypb_controlplane_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3292,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{43}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -3094,7 +3330,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3342,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[44]
+	mi := &file_eddypb_controlplane_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3355,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{44}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -3144,7 +3380,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3392,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[45]
+	mi := &file_eddypb_controlplane_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3405,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{45}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
 }
 
 type ListWorkersResponse struct {
@@ -3182,7 +3418,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3430,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[46]
+	mi := &file_eddypb_controlplane_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3443,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{46}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3232,7 +3468,7 @@ type OverviewRequest struct {
 
 func (x *OverviewRequest) Reset() {
 	*x = OverviewRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3480,7 @@ func (x *OverviewRequest) String() string {
 func (*OverviewRequest) ProtoMessage() {}
 
 func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[47]
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3493,7 @@ func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewRequest.ProtoReflect.Descriptor instead.
 func (*OverviewRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{47}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
 }
 
 type OverviewResponse struct {
@@ -3278,7 +3514,7 @@ type OverviewResponse struct {
 
 func (x *OverviewResponse) Reset() {
 	*x = OverviewResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3526,7 @@ func (x *OverviewResponse) String() string {
 func (*OverviewResponse) ProtoMessage() {}
 
 func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[48]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3539,7 @@ func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewResponse.ProtoReflect.Descriptor instead.
 func (*OverviewResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{48}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *OverviewResponse) GetWorkers() uint32 {
@@ -3395,7 +3631,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3643,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3656,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TaskStatus) GetJobId() string {
@@ -3497,7 +3733,7 @@ type ReportTasksRequest struct {
 
 func (x *ReportTasksRequest) Reset() {
 	*x = ReportTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3745,7 @@ func (x *ReportTasksRequest) String() string {
 func (*ReportTasksRequest) ProtoMessage() {}
 
 func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3758,7 @@ func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
 func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReportTasksRequest) GetWorkerId() string {
@@ -3554,7 +3790,7 @@ type ReportTasksResponse struct {
 
 func (x *ReportTasksResponse) Reset() {
 	*x = ReportTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +3802,7 @@ func (x *ReportTasksResponse) String() string {
 func (*ReportTasksResponse) ProtoMessage() {}
 
 func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +3815,7 @@ func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
 func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
 }
 
 type TaskRef struct {
@@ -3592,7 +3828,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3840,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3853,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TaskRef) GetChain() uint32 {
@@ -3645,7 +3881,7 @@ type TaskPlacement struct {
 
 func (x *TaskPlacement) Reset() {
 	*x = TaskPlacement{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3657,7 +3893,7 @@ func (x *TaskPlacement) String() string {
 func (*TaskPlacement) ProtoMessage() {}
 
 func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3670,7 +3906,7 @@ func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskPlacement.ProtoReflect.Descriptor instead.
 func (*TaskPlacement) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskPlacement) GetChain() uint32 {
@@ -3695,19 +3931,26 @@ func (x *TaskPlacement) GetDataAddr() string {
 }
 
 type PrepareJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	Attempt       uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Artifact      *ArtifactRef           `protobuf:"bytes,3,opt,name=artifact,proto3" json:"artifact,omitempty"`
-	Args          []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
-	Config        map[string]string      `protobuf:"bytes,5,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	JobId    string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt  uint64                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Artifact *ArtifactRef           `protobuf:"bytes,3,opt,name=artifact,proto3" json:"artifact,omitempty"`
+	Args     []string               `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Config   map[string]string      `protobuf:"bytes,5,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// validate_restore asks the job's plugin to check, before any task
+	// starts, that the job at parallelism can restore restore (every state
+	// through its operator's codec). A refusal is answered with the gRPC
+	// code FAILED_PRECONDITION and the plugin's message.
+	Restore         *pluginpb.RestoreSpec `protobuf:"bytes,6,opt,name=restore,proto3" json:"restore,omitempty"`
+	Parallelism     uint32                `protobuf:"varint,7,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	ValidateRestore bool                  `protobuf:"varint,8,opt,name=validate_restore,json=validateRestore,proto3" json:"validate_restore,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PrepareJobRequest) Reset() {
 	*x = PrepareJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3719,7 +3962,7 @@ func (x *PrepareJobRequest) String() string {
 func (*PrepareJobRequest) ProtoMessage() {}
 
 func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3732,7 +3975,7 @@ func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobRequest.ProtoReflect.Descriptor instead.
 func (*PrepareJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PrepareJobRequest) GetJobId() string {
@@ -3770,6 +4013,27 @@ func (x *PrepareJobRequest) GetConfig() map[string]string {
 	return nil
 }
 
+func (x *PrepareJobRequest) GetRestore() *pluginpb.RestoreSpec {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *PrepareJobRequest) GetParallelism() uint32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *PrepareJobRequest) GetValidateRestore() bool {
+	if x != nil {
+		return x.ValidateRestore
+	}
+	return false
+}
+
 type PrepareJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DataAddr      string                 `protobuf:"bytes,1,opt,name=data_addr,json=dataAddr,proto3" json:"data_addr,omitempty"` // where the job's plugin on this worker takes data
@@ -3780,7 +4044,7 @@ type PrepareJobResponse struct {
 
 func (x *PrepareJobResponse) Reset() {
 	*x = PrepareJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[55]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3792,7 +4056,7 @@ func (x *PrepareJobResponse) String() string {
 func (*PrepareJobResponse) ProtoMessage() {}
 
 func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[55]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3805,7 +4069,7 @@ func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobResponse.ProtoReflect.Descriptor instead.
 func (*PrepareJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{55}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PrepareJobResponse) GetDataAddr() string {
@@ -3839,7 +4103,7 @@ type DeployTasksRequest struct {
 
 func (x *DeployTasksRequest) Reset() {
 	*x = DeployTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[56]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3851,7 +4115,7 @@ func (x *DeployTasksRequest) String() string {
 func (*DeployTasksRequest) ProtoMessage() {}
 
 func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[56]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3864,7 +4128,7 @@ func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksRequest.ProtoReflect.Descriptor instead.
 func (*DeployTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{56}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DeployTasksRequest) GetJobId() string {
@@ -3938,7 +4202,7 @@ type DeployTasksResponse struct {
 
 func (x *DeployTasksResponse) Reset() {
 	*x = DeployTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[57]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4214,7 @@ func (x *DeployTasksResponse) String() string {
 func (*DeployTasksResponse) ProtoMessage() {}
 
 func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[57]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4227,7 @@ func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksResponse.ProtoReflect.Descriptor instead.
 func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{57}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{59}
 }
 
 type AcknowledgeCheckpointRequest struct {
@@ -3980,7 +4244,7 @@ type AcknowledgeCheckpointRequest struct {
 
 func (x *AcknowledgeCheckpointRequest) Reset() {
 	*x = AcknowledgeCheckpointRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[58]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3992,7 +4256,7 @@ func (x *AcknowledgeCheckpointRequest) String() string {
 func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[58]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4005,7 +4269,7 @@ func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{58}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AcknowledgeCheckpointRequest) GetWorkerId() string {
@@ -4058,7 +4322,7 @@ type AcknowledgeCheckpointResponse struct {
 
 func (x *AcknowledgeCheckpointResponse) Reset() {
 	*x = AcknowledgeCheckpointResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[59]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4070,7 +4334,7 @@ func (x *AcknowledgeCheckpointResponse) String() string {
 func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[59]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4083,7 +4347,7 @@ func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{59}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{61}
 }
 
 type CancelTasksRequest struct {
@@ -4096,7 +4360,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[60]
+	mi := &file_eddypb_controlplane_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4372,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[60]
+	mi := &file_eddypb_controlplane_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4385,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{60}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -4146,7 +4410,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[61]
+	mi := &file_eddypb_controlplane_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4422,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[61]
+	mi := &file_eddypb_controlplane_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4435,7 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{61}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{63}
 }
 
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
@@ -4182,7 +4446,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\vArtifactRef\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"\xcc\x02\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\x83\x03\n" +
 	"\aJobSpec\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
@@ -4191,10 +4455,11 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x0fmax_parallelism\x18\x05 \x01(\rR\x0emaxParallelism\x12\x14\n" +
 	"\x05graph\x18\x06 \x01(\fR\x05graph\x12\x12\n" +
 	"\x04args\x18\a \x03(\tR\x04args\x124\n" +
-	"\x06config\x18\b \x03(\v2\x1c.eddy.v1.JobSpec.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\b \x03(\v2\x1c.eddy.v1.JobSpec.ConfigEntryR\x06config\x125\n" +
+	"\arestore\x18\t \x01(\v2\x1b.eddy.plugin.v1.RestoreSpecR\arestore\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x03\n" +
 	"\x03Job\x12$\n" +
 	"\x04spec\x18\x01 \x01(\v2\x10.eddy.v1.JobSpecR\x04spec\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.eddy.v1.JobStatusR\x06status\x12#\n" +
@@ -4208,7 +4473,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\afailure\x18\n" +
 	" \x01(\tR\afailure\x12\"\n" +
 	"\rfailure_at_ms\x18\v \x01(\x03R\vfailureAtMs\x124\n" +
-	"\x16restored_checkpoint_id\x18\f \x01(\x04R\x14restoredCheckpointId\"\xaa\x02\n" +
+	"\x16restored_checkpoint_id\x18\f \x01(\x04R\x14restoredCheckpointId\x12!\n" +
+	"\frestored_url\x18\r \x01(\tR\vrestoredUrl\"\xaa\x02\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -4231,7 +4497,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
-	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"\x8d\x03\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\"\xd6\x03\n" +
 	"\x10CheckpointRecord\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x10\n" +
@@ -4247,7 +4513,11 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	" \x01(\tR\afailure\x12\x1f\n" +
 	"\vduration_ms\x18\v \x01(\x03R\n" +
 	"durationMs\x12\x16\n" +
-	"\x06manual\x18\f \x01(\bR\x06manual\"\x86\x03\n" +
+	"\x06manual\x18\f \x01(\bR\x06manual\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12\x12\n" +
+	"\x04stop\x18\x0e \x01(\bR\x04stop\x12\x14\n" +
+	"\x05drain\x18\x0f \x01(\bR\x05drain\"\xc1\x03\n" +
 	"\x0eJobCheckpoints\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x17\n" +
 	"\alast_id\x18\x02 \x01(\x04R\x06lastId\x12:\n" +
@@ -4258,7 +4528,11 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\tcompleted\x18\x06 \x01(\x04R\tcompleted\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x04R\x06failed\x121\n" +
 	"\x14consecutive_failures\x18\b \x01(\rR\x13consecutiveFailures\x123\n" +
-	"\adropped\x18\t \x03(\v2\x19.eddy.v1.CheckpointRecordR\adropped\"W\n" +
+	"\adropped\x18\t \x03(\v2\x19.eddy.v1.CheckpointRecordR\adropped\x129\n" +
+	"\n" +
+	"savepoints\x18\n" +
+	" \x03(\v2\x19.eddy.v1.CheckpointRecordR\n" +
+	"savepoints\"W\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\"\n" +
@@ -4295,7 +4569,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x12UpdateTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12)\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\x83\x02\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x13.eddy.v1.TaskStatusR\x05tasks\"\xa4\x02\n" +
 	"\x13StartAttemptCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12*\n" +
@@ -4303,18 +4577,27 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x13\n" +
 	"\x05at_ms\x18\x05 \x01(\x03R\x04atMs\x12.\n" +
 	"\bexpected\x18\x06 \x03(\x0e2\x12.eddy.v1.JobStatusR\bexpected\x122\n" +
-	"\x15restore_checkpoint_id\x18\a \x01(\x04R\x13restoreCheckpointId\"n\n" +
+	"\x15restore_checkpoint_id\x18\a \x01(\x04R\x13restoreCheckpointId\x12\x1f\n" +
+	"\vrestore_url\x18\b \x01(\tR\n" +
+	"restoreUrl\"n\n" +
 	"\x19CompleteCheckpointCommand\x129\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x19.eddy.v1.CheckpointRecordR\n" +
 	"checkpoint\x12\x16\n" +
-	"\x06retain\x18\x02 \x01(\rR\x06retain\"\x8a\x01\n" +
+	"\x06retain\x18\x02 \x01(\rR\x06retain\"\x9c\x02\n" +
 	"\x18TriggerCheckpointCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x12\x13\n" +
 	"\x05at_ms\x18\x03 \x01(\x03R\x04atMs\x12\x10\n" +
 	"\x03url\x18\x04 \x01(\tR\x03url\x12\x16\n" +
-	"\x06manual\x18\x05 \x01(\bR\x06manual\"\x82\x01\n" +
+	"\x06manual\x18\x05 \x01(\bR\x06manual\x12\x1c\n" +
+	"\tsavepoint\x18\x06 \x01(\bR\tsavepoint\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12\x12\n" +
+	"\x04stop\x18\b \x01(\bR\x04stop\x12\x14\n" +
+	"\x05drain\x18\t \x01(\bR\x05drain\x12)\n" +
+	"\x10savepoint_suffix\x18\n" +
+	" \x01(\tR\x0fsavepointSuffix\"\x82\x01\n" +
 	"\x15FailCheckpointCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x18\n" +
@@ -4374,7 +4657,17 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\x18TriggerCheckpointRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"@\n" +
 	"\x19TriggerCheckpointResponse\x12#\n" +
-	"\rcheckpoint_id\x18\x01 \x01(\x04R\fcheckpointId\"\x11\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x04R\fcheckpointId\"l\n" +
+	"\x17TriggerSavepointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
+	"\x04stop\x18\x03 \x01(\bR\x04stop\x12\x14\n" +
+	"\x05drain\x18\x04 \x01(\bR\x05drain\"p\n" +
+	"\x18TriggerSavepointResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12#\n" +
+	"\rcheckpoint_id\x18\x02 \x01(\x04R\fcheckpointId\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\"\x11\n" +
 	"\x0fListJobsRequest\"4\n" +
 	"\x10ListJobsResponse\x12 \n" +
 	"\x04jobs\x18\x01 \x03(\v2\f.eddy.v1.JobR\x04jobs\"\x85\x01\n" +
@@ -4439,13 +4732,16 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\rTaskPlacement\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\rR\x05chain\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\rR\asubtask\x12\x1b\n" +
-	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\"\x85\x02\n" +
+	"\tdata_addr\x18\x03 \x01(\tR\bdataAddr\"\x89\x03\n" +
 	"\x11PrepareJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x04R\aattempt\x120\n" +
 	"\bartifact\x18\x03 \x01(\v2\x14.eddy.v1.ArtifactRefR\bartifact\x12\x12\n" +
 	"\x04args\x18\x04 \x03(\tR\x04args\x12>\n" +
-	"\x06config\x18\x05 \x03(\v2&.eddy.v1.PrepareJobRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\x05 \x03(\v2&.eddy.v1.PrepareJobRequest.ConfigEntryR\x06config\x125\n" +
+	"\arestore\x18\x06 \x01(\v2\x1b.eddy.plugin.v1.RestoreSpecR\arestore\x12 \n" +
+	"\vparallelism\x18\a \x01(\rR\vparallelism\x12)\n" +
+	"\x10validate_restore\x18\b \x01(\bR\x0fvalidateRestore\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -4513,7 +4809,7 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\vDeployTasks\x12\x1b.eddy.v1.DeployTasksRequest\x1a\x1c.eddy.v1.DeployTasksResponse\x12H\n" +
 	"\vCancelTasks\x12\x1b.eddy.v1.CancelTasksRequest\x1a\x1c.eddy.v1.CancelTasksResponse\x12S\n" +
 	"\n" +
-	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2\xed\a\n" +
+	"Checkpoint\x12!.eddy.plugin.v1.CheckpointRequest\x1a\".eddy.plugin.v1.CheckpointResponse2\xc6\b\n" +
 	"\fControlPlane\x123\n" +
 	"\x04Join\x12\x14.eddy.v1.JoinRequest\x1a\x15.eddy.v1.JoinResponse\x126\n" +
 	"\x05Leave\x12\x15.eddy.v1.LeaveRequest\x1a\x16.eddy.v1.LeaveResponse\x12<\n" +
@@ -4528,7 +4824,8 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"\vListWorkers\x12\x1b.eddy.v1.ListWorkersRequest\x1a\x1c.eddy.v1.ListWorkersResponse\x12H\n" +
 	"\vReportTasks\x12\x1b.eddy.v1.ReportTasksRequest\x1a\x1c.eddy.v1.ReportTasksResponse\x12f\n" +
 	"\x15AcknowledgeCheckpoint\x12%.eddy.v1.AcknowledgeCheckpointRequest\x1a&.eddy.v1.AcknowledgeCheckpointResponse\x12Z\n" +
-	"\x11TriggerCheckpoint\x12!.eddy.v1.TriggerCheckpointRequest\x1a\".eddy.v1.TriggerCheckpointResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
+	"\x11TriggerCheckpoint\x12!.eddy.v1.TriggerCheckpointRequest\x1a\".eddy.v1.TriggerCheckpointResponse\x12W\n" +
+	"\x10TriggerSavepoint\x12 .eddy.v1.TriggerSavepointRequest\x1a!.eddy.v1.TriggerSavepointResponseB+Z)github.com/eddy-streams/eddy/proto/eddypbb\x06proto3"
 
 var (
 	file_eddypb_controlplane_proto_rawDescOnce sync.Once
@@ -4543,7 +4840,7 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 }
 
 var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                        // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                     // 1: eddy.v1.WorkerStatus
@@ -4588,124 +4885,131 @@ var file_eddypb_controlplane_proto_goTypes = []any{
 	(*GetJobResponse)(nil),                // 40: eddy.v1.GetJobResponse
 	(*TriggerCheckpointRequest)(nil),      // 41: eddy.v1.TriggerCheckpointRequest
 	(*TriggerCheckpointResponse)(nil),     // 42: eddy.v1.TriggerCheckpointResponse
-	(*ListJobsRequest)(nil),               // 43: eddy.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),              // 44: eddy.v1.ListJobsResponse
-	(*RegisterWorkerRequest)(nil),         // 45: eddy.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil),        // 46: eddy.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),              // 47: eddy.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 48: eddy.v1.HeartbeatResponse
-	(*ListWorkersRequest)(nil),            // 49: eddy.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),           // 50: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),               // 51: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),              // 52: eddy.v1.OverviewResponse
-	(*TaskStatus)(nil),                    // 53: eddy.v1.TaskStatus
-	(*ReportTasksRequest)(nil),            // 54: eddy.v1.ReportTasksRequest
-	(*ReportTasksResponse)(nil),           // 55: eddy.v1.ReportTasksResponse
-	(*TaskRef)(nil),                       // 56: eddy.v1.TaskRef
-	(*TaskPlacement)(nil),                 // 57: eddy.v1.TaskPlacement
-	(*PrepareJobRequest)(nil),             // 58: eddy.v1.PrepareJobRequest
-	(*PrepareJobResponse)(nil),            // 59: eddy.v1.PrepareJobResponse
-	(*DeployTasksRequest)(nil),            // 60: eddy.v1.DeployTasksRequest
-	(*DeployTasksResponse)(nil),           // 61: eddy.v1.DeployTasksResponse
-	(*AcknowledgeCheckpointRequest)(nil),  // 62: eddy.v1.AcknowledgeCheckpointRequest
-	(*AcknowledgeCheckpointResponse)(nil), // 63: eddy.v1.AcknowledgeCheckpointResponse
-	(*CancelTasksRequest)(nil),            // 64: eddy.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),           // 65: eddy.v1.CancelTasksResponse
-	nil,                                   // 66: eddy.v1.JobSpec.ConfigEntry
-	nil,                                   // 67: eddy.v1.PrepareJobRequest.ConfigEntry
-	nil,                                   // 68: eddy.v1.DeployTasksRequest.ConfigEntry
-	(*pluginpb.RestoreSpec)(nil),          // 69: eddy.plugin.v1.RestoreSpec
-	(*pluginpb.CheckpointAck)(nil),        // 70: eddy.plugin.v1.CheckpointAck
-	(*pluginpb.CheckpointRequest)(nil),    // 71: eddy.plugin.v1.CheckpointRequest
-	(*pluginpb.CheckpointResponse)(nil),   // 72: eddy.plugin.v1.CheckpointResponse
+	(*TriggerSavepointRequest)(nil),       // 43: eddy.v1.TriggerSavepointRequest
+	(*TriggerSavepointResponse)(nil),      // 44: eddy.v1.TriggerSavepointResponse
+	(*ListJobsRequest)(nil),               // 45: eddy.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 46: eddy.v1.ListJobsResponse
+	(*RegisterWorkerRequest)(nil),         // 47: eddy.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),        // 48: eddy.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),              // 49: eddy.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 50: eddy.v1.HeartbeatResponse
+	(*ListWorkersRequest)(nil),            // 51: eddy.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),           // 52: eddy.v1.ListWorkersResponse
+	(*OverviewRequest)(nil),               // 53: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),              // 54: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                    // 55: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),            // 56: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),           // 57: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                       // 58: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),                 // 59: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),             // 60: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),            // 61: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),            // 62: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),           // 63: eddy.v1.DeployTasksResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 64: eddy.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 65: eddy.v1.AcknowledgeCheckpointResponse
+	(*CancelTasksRequest)(nil),            // 66: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),           // 67: eddy.v1.CancelTasksResponse
+	nil,                                   // 68: eddy.v1.JobSpec.ConfigEntry
+	nil,                                   // 69: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                                   // 70: eddy.v1.DeployTasksRequest.ConfigEntry
+	(*pluginpb.RestoreSpec)(nil),          // 71: eddy.plugin.v1.RestoreSpec
+	(*pluginpb.CheckpointAck)(nil),        // 72: eddy.plugin.v1.CheckpointAck
+	(*pluginpb.CheckpointRequest)(nil),    // 73: eddy.plugin.v1.CheckpointRequest
+	(*pluginpb.CheckpointResponse)(nil),   // 74: eddy.plugin.v1.CheckpointResponse
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
 	4,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	66, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
-	5,  // 2: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
-	0,  // 3: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
-	1,  // 4: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
-	2,  // 5: eddy.v1.CheckpointRecord.status:type_name -> eddy.v1.CheckpointStatus
-	10, // 6: eddy.v1.JobCheckpoints.in_progress:type_name -> eddy.v1.CheckpointRecord
-	10, // 7: eddy.v1.JobCheckpoints.retained:type_name -> eddy.v1.CheckpointRecord
-	10, // 8: eddy.v1.JobCheckpoints.history:type_name -> eddy.v1.CheckpointRecord
-	10, // 9: eddy.v1.JobCheckpoints.dropped:type_name -> eddy.v1.CheckpointRecord
-	9,  // 10: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
-	5,  // 11: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
-	0,  // 12: eddy.v1.UpdateJobStatusCommand.status:type_name -> eddy.v1.JobStatus
-	0,  // 13: eddy.v1.UpdateJobStatusCommand.expected:type_name -> eddy.v1.JobStatus
-	7,  // 14: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
-	1,  // 15: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
-	8,  // 16: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
-	53, // 17: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
-	0,  // 18: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
-	0,  // 19: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
-	10, // 20: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
-	34, // 21: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
-	9,  // 22: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
-	5,  // 23: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
-	6,  // 24: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
-	6,  // 25: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
-	6,  // 26: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
-	8,  // 27: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	10, // 28: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
-	53, // 29: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
-	11, // 30: eddy.v1.GetJobResponse.checkpoint_stats:type_name -> eddy.v1.JobCheckpoints
-	6,  // 31: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
-	53, // 32: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	64, // 33: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
-	7,  // 34: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
-	8,  // 35: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	3,  // 36: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
-	53, // 37: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
-	4,  // 38: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	67, // 39: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
-	56, // 40: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
-	57, // 41: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	68, // 42: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	69, // 43: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
-	70, // 44: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
-	58, // 45: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	60, // 46: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	64, // 47: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	71, // 48: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
-	28, // 49: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	30, // 50: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	32, // 51: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	51, // 52: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	35, // 53: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	37, // 54: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	39, // 55: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	43, // 56: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	45, // 57: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	47, // 58: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	49, // 59: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	54, // 60: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	62, // 61: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
-	41, // 62: eddy.v1.ControlPlane.TriggerCheckpoint:input_type -> eddy.v1.TriggerCheckpointRequest
-	59, // 63: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	61, // 64: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	65, // 65: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	72, // 66: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
-	29, // 67: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	31, // 68: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	33, // 69: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	52, // 70: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	36, // 71: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	38, // 72: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	40, // 73: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	44, // 74: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	46, // 75: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	48, // 76: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	50, // 77: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	55, // 78: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	63, // 79: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
-	42, // 80: eddy.v1.ControlPlane.TriggerCheckpoint:output_type -> eddy.v1.TriggerCheckpointResponse
-	63, // [63:81] is the sub-list for method output_type
-	45, // [45:63] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	68, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	71, // 2: eddy.v1.JobSpec.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	5,  // 3: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
+	0,  // 4: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
+	1,  // 5: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
+	2,  // 6: eddy.v1.CheckpointRecord.status:type_name -> eddy.v1.CheckpointStatus
+	10, // 7: eddy.v1.JobCheckpoints.in_progress:type_name -> eddy.v1.CheckpointRecord
+	10, // 8: eddy.v1.JobCheckpoints.retained:type_name -> eddy.v1.CheckpointRecord
+	10, // 9: eddy.v1.JobCheckpoints.history:type_name -> eddy.v1.CheckpointRecord
+	10, // 10: eddy.v1.JobCheckpoints.dropped:type_name -> eddy.v1.CheckpointRecord
+	10, // 11: eddy.v1.JobCheckpoints.savepoints:type_name -> eddy.v1.CheckpointRecord
+	9,  // 12: eddy.v1.UpsertMemberCommand.member:type_name -> eddy.v1.Member
+	5,  // 13: eddy.v1.SubmitJobCommand.spec:type_name -> eddy.v1.JobSpec
+	0,  // 14: eddy.v1.UpdateJobStatusCommand.status:type_name -> eddy.v1.JobStatus
+	0,  // 15: eddy.v1.UpdateJobStatusCommand.expected:type_name -> eddy.v1.JobStatus
+	7,  // 16: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
+	1,  // 17: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
+	8,  // 18: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
+	55, // 19: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
+	0,  // 20: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
+	0,  // 21: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
+	10, // 22: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
+	34, // 23: eddy.v1.ClusterResponse.members:type_name -> eddy.v1.ClusterMember
+	9,  // 24: eddy.v1.ClusterMember.member:type_name -> eddy.v1.Member
+	5,  // 25: eddy.v1.SubmitJobRequest.spec:type_name -> eddy.v1.JobSpec
+	6,  // 26: eddy.v1.SubmitJobResponse.job:type_name -> eddy.v1.Job
+	6,  // 27: eddy.v1.CancelJobResponse.job:type_name -> eddy.v1.Job
+	6,  // 28: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
+	8,  // 29: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	10, // 30: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
+	55, // 31: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
+	11, // 32: eddy.v1.GetJobResponse.checkpoint_stats:type_name -> eddy.v1.JobCheckpoints
+	6,  // 33: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
+	55, // 34: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
+	66, // 35: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
+	7,  // 36: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
+	8,  // 37: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
+	3,  // 38: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	55, // 39: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	4,  // 40: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	69, // 41: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	71, // 42: eddy.v1.PrepareJobRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	58, // 43: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	59, // 44: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	70, // 45: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	71, // 46: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	72, // 47: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	60, // 48: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	62, // 49: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	66, // 50: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	73, // 51: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	28, // 52: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	30, // 53: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	32, // 54: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	53, // 55: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	35, // 56: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	37, // 57: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	39, // 58: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	45, // 59: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	47, // 60: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	49, // 61: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	51, // 62: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	56, // 63: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	64, // 64: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
+	41, // 65: eddy.v1.ControlPlane.TriggerCheckpoint:input_type -> eddy.v1.TriggerCheckpointRequest
+	43, // 66: eddy.v1.ControlPlane.TriggerSavepoint:input_type -> eddy.v1.TriggerSavepointRequest
+	61, // 67: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	63, // 68: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	67, // 69: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	74, // 70: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	29, // 71: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	31, // 72: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	33, // 73: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	54, // 74: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	36, // 75: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	38, // 76: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	40, // 77: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	46, // 78: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	48, // 79: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	50, // 80: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	52, // 81: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	57, // 82: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	65, // 83: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
+	42, // 84: eddy.v1.ControlPlane.TriggerCheckpoint:output_type -> eddy.v1.TriggerCheckpointResponse
+	44, // 85: eddy.v1.ControlPlane.TriggerSavepoint:output_type -> eddy.v1.TriggerSavepointResponse
+	67, // [67:86] is the sub-list for method output_type
+	48, // [48:67] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -4719,7 +5023,7 @@ func file_eddypb_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   65,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

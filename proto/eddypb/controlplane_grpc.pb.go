@@ -270,6 +270,7 @@ const (
 	ControlPlane_ReportTasks_FullMethodName           = "/eddy.v1.ControlPlane/ReportTasks"
 	ControlPlane_AcknowledgeCheckpoint_FullMethodName = "/eddy.v1.ControlPlane/AcknowledgeCheckpoint"
 	ControlPlane_TriggerCheckpoint_FullMethodName     = "/eddy.v1.ControlPlane/TriggerCheckpoint"
+	ControlPlane_TriggerSavepoint_FullMethodName      = "/eddy.v1.ControlPlane/TriggerSavepoint"
 )
 
 // ControlPlaneClient is the client API for ControlPlane service.
@@ -297,6 +298,10 @@ type ControlPlaneClient interface {
 	AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error)
 	// TriggerCheckpoint starts a checkpoint of a running job now.
 	TriggerCheckpoint(ctx context.Context, in *TriggerCheckpointRequest, opts ...grpc.CallOption) (*TriggerCheckpointResponse, error)
+	// TriggerSavepoint starts a savepoint (or a stop with savepoint) of a
+	// running job and answers once it is triggered; its progress is in the
+	// job's checkpoint bookkeeping under the request id.
+	TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (*TriggerSavepointResponse, error)
 }
 
 type controlPlaneClient struct {
@@ -447,6 +452,16 @@ func (c *controlPlaneClient) TriggerCheckpoint(ctx context.Context, in *TriggerC
 	return out, nil
 }
 
+func (c *controlPlaneClient) TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (*TriggerSavepointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TriggerSavepointResponse)
+	err := c.cc.Invoke(ctx, ControlPlane_TriggerSavepoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlPlaneServer is the server API for ControlPlane service.
 // All implementations must embed UnimplementedControlPlaneServer
 // for forward compatibility.
@@ -472,6 +487,10 @@ type ControlPlaneServer interface {
 	AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error)
 	// TriggerCheckpoint starts a checkpoint of a running job now.
 	TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error)
+	// TriggerSavepoint starts a savepoint (or a stop with savepoint) of a
+	// running job and answers once it is triggered; its progress is in the
+	// job's checkpoint bookkeeping under the request id.
+	TriggerSavepoint(context.Context, *TriggerSavepointRequest) (*TriggerSavepointResponse, error)
 	mustEmbedUnimplementedControlPlaneServer()
 }
 
@@ -523,6 +542,9 @@ func (UnimplementedControlPlaneServer) AcknowledgeCheckpoint(context.Context, *A
 }
 func (UnimplementedControlPlaneServer) TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TriggerCheckpoint not implemented")
+}
+func (UnimplementedControlPlaneServer) TriggerSavepoint(context.Context, *TriggerSavepointRequest) (*TriggerSavepointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TriggerSavepoint not implemented")
 }
 func (UnimplementedControlPlaneServer) mustEmbedUnimplementedControlPlaneServer() {}
 func (UnimplementedControlPlaneServer) testEmbeddedByValue()                      {}
@@ -797,6 +819,24 @@ func _ControlPlane_TriggerCheckpoint_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlPlane_TriggerSavepoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TriggerSavepointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlPlaneServer).TriggerSavepoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlPlane_TriggerSavepoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlPlaneServer).TriggerSavepoint(ctx, req.(*TriggerSavepointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlPlane_ServiceDesc is the grpc.ServiceDesc for ControlPlane service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -859,6 +899,10 @@ var ControlPlane_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TriggerCheckpoint",
 			Handler:    _ControlPlane_TriggerCheckpoint_Handler,
+		},
+		{
+			MethodName: "TriggerSavepoint",
+			Handler:    _ControlPlane_TriggerSavepoint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

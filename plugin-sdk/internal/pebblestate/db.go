@@ -27,7 +27,11 @@ type StateID uint32
 
 // Options tunes a DB. The zero value is usable.
 type Options struct {
-	// CacheSize is the block cache in bytes; 0 means 8 MiB.
+	// CacheSize is the block cache in bytes; 0 means 8 MiB. It is the
+	// memory for blocks alone: the memtables come on top of it (see
+	// memTableBudget), and blocks may also use what of their budget the
+	// memtables do not hold: together they stay within about
+	// CacheSize + 3 × MemTableSize.
 	CacheSize int64
 	// MemTableSize is the size of a memtable in bytes; 0 means 32 MiB.
 	// A larger memtable makes fewer, larger L0 files.
@@ -99,11 +103,31 @@ func checkGroups(groups keygroup.Range) error {
 	return nil
 }
 
+// memTableStopWrites is how many memtables may be queued (the mutable one
+// and those flushing) before writes wait for a flush.
+const memTableStopWrites = 2
+
+// memTableBudget returns the memory Pebble charges to the block cache for
+// memtables: every memtable reserves its whole arena in the cache while it
+// lives, and up to memTableStopWrites of them are queued, plus one kept for
+// reuse after a flush. A cache of only CacheSize would be all reservation
+// once the memtables reach their full size, and every read would go to
+// disk; so the cache is made that much larger, and CacheSize stays for
+// blocks.
+func memTableBudget(o Options) int64 {
+	return int64(memTableStopWrites+1) * int64(o.MemTableSize)
+}
+
 func openPebble(dir string, groups keygroup.Range, opts Options) (*DB, error) {
 	opts = opts.withDefaults()
+	cache := pebble.NewCache(opts.CacheSize + memTableBudget(opts))
+	// The DB holds its own reference to the cache; it is freed when the
+	// DB closes.
+	defer cache.Unref()
 	po := &pebble.Options{
-		CacheSize:    opts.CacheSize,
-		MemTableSize: opts.MemTableSize,
+		Cache:                       cache,
+		MemTableSize:                opts.MemTableSize,
+		MemTableStopWritesThreshold: memTableStopWrites,
 		// Durability comes from checkpoints.
 		DisableWAL: true,
 		// A checkpoint uploads the MANIFEST whole: rotating it keeps it

@@ -225,6 +225,77 @@ func TestPutGetDeleteScan(t *testing.T) {
 	}
 }
 
+// TestGetHitsBlockCache checks that reads are served from the block cache
+// once the memtables have grown to their full size. Pebble charges every
+// memtable (and the one it keeps for reuse) to the block cache: a cache of
+// only CacheSize would then have no room for blocks, and every Get would
+// read the disk.
+func TestGetHitsBlockCache(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "state"), keygroup.Range{Start: 0, End: maxP},
+		Options{CacheSize: 1 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// 24 MB of writes: memtables start small and double, so this fills
+	// several at 4 MiB, each more than the whole of CacheSize.
+	const n, hot = 24000, 200
+	rng := rand.New(rand.NewPCG(7, 8))
+	v := make([]byte, 1000)
+	batch := db.NewBatch()
+	defer batch.Close()
+	key := func(i int) ([]byte, int) {
+		k := binary.BigEndian.AppendUint64(nil, uint64(i)*0x9e3779b97f4a7c15)
+		return k, keygroup.Of(k, maxP)
+	}
+	for i := range n {
+		for j := 0; j < len(v); j += 8 {
+			binary.LittleEndian.PutUint64(v[j:], rng.Uint64())
+		}
+		k, kg := key(i)
+		if err := batch.Put(kg, 1, k, v); err != nil {
+			t.Fatal(err)
+		}
+		if batch.Len() == 500 {
+			if err := batch.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if m := db.pdb.Metrics(); m.MemTable.Size < 4<<20 {
+		t.Fatalf("memtables hold %d bytes, want 4 MiB: the test no longer fills the memtables", m.MemTable.Size)
+	}
+	// Compact everything into the last level, so that no compaction
+	// replaces the tables while the test reads them.
+	if err := db.pdb.Compact(context.Background(), groupBound(0), groupBound(MaxKeyGroups), false); err != nil {
+		t.Fatal(err)
+	}
+	// The hot keys' blocks (about 250 KB) fit the 1 MiB cache: a second
+	// pass over them is served from it.
+	buf := make([]byte, 0, len(v))
+	read := func() {
+		for i := range hot {
+			k, kg := key(i * (n / hot))
+			got, ok, err := db.Get(kg, 1, k, buf[:0])
+			if err != nil || !ok || len(got) != len(v) {
+				t.Fatalf("Get %d: %d bytes, %v, %v", i, len(got), ok, err)
+			}
+		}
+	}
+	read()
+	before := db.pdb.Metrics().BlockCache
+	read()
+	after := db.pdb.Metrics().BlockCache
+	hits, misses := after.Hits-before.Hits, after.Misses-before.Misses
+	if hits == 0 || misses*10 > hits+misses {
+		t.Errorf("second pass over %d hot keys: %d block cache hits, %d misses; want at most 10%% misses (cache holds %d blocks, %d bytes)",
+			hot, hits, misses, after.Count, after.Size)
+	}
+}
+
 func TestCheckpointRestore(t *testing.T) {
 	ctx := context.Background()
 	store, _ := openStore(t)

@@ -1,11 +1,13 @@
 // Command job is the job binary of the end-to-end tests. Its first argument
 // picks the job:
 //
-//	stream [-n N] [-rate R] [-panic-at I] [-out DIR]
+//	stream [-n N] [-rate R] [-panic-at I] [-out DIR] [-exactly-once] [-checkpoint D]
 //	        Generate(N) of the numbers i (unbounded when N < 0) at R records
 //	        a second in total -> a Map that panics at record I -> KeyBy(i%16)
 //	        -> Reduce (a running sum per key) -> a FileSink in DIR writing
-//	        "key sum" lines, or a sink that drops them
+//	        "key sum" lines (with -exactly-once an ExactlyOnceFileSink, DIR
+//	        then a directory or an s3:// URL), or a sink that drops them;
+//	        -checkpoint D checkpoints every D
 //	nouid   stream, whose Reduce has no UID: the SDK refuses the graph
 //
 // The package variable variant, set with -ldflags "-X main.variant=V",
@@ -39,6 +41,8 @@ func main() {
 	rate := fs.Float64("rate", 1000, "records per second over all source subtasks; 0: unlimited")
 	panicAt := fs.Int64("panic-at", -1, "record at which the Map panics; negative: never")
 	out := fs.String("out", "", "directory of the part files; empty: drop the records")
+	exactlyOnce := fs.Bool("exactly-once", false, "write -out with the exactly-once file sink")
+	every := fs.Duration("checkpoint", 0, "checkpoint interval; 0: no checkpoints")
 	_ = fs.Parse(os.Args[2:])
 
 	name := "e2e-" + mode
@@ -46,6 +50,9 @@ func main() {
 		name += "-" + variant
 	}
 	job := sdk.NewJob(name)
+	if *every > 0 {
+		job.EnableCheckpointing(*every)
+	}
 	var opts []sdk.GenerateOption
 	if *rate > 0 {
 		opts = append(opts, sdk.RatePerSecond(*rate))
@@ -69,9 +76,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown job %q\n", mode)
 		os.Exit(2)
 	}
-	if *out != "" {
-		sdk.SinkTo(sums, sdk.FileSink(*out, func(r kv) string { return fmt.Sprintf("%d %d", r.K, r.V) }), sdk.WithUID("out"))
-	} else {
+	format := func(r kv) string { return fmt.Sprintf("%d %d", r.K, r.V) }
+	switch {
+	case *out != "" && *exactlyOnce:
+		sdk.SinkTo(sums, sdk.ExactlyOnceFileSink(*out, format), sdk.WithUID("out"))
+	case *out != "":
+		sdk.SinkTo(sums, sdk.FileSink(*out, format), sdk.WithUID("out"))
+	default:
 		sdk.SinkTo(sums, discard{}, sdk.WithUID("out"))
 	}
 	sdk.Main(job)
