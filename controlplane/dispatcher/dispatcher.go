@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -308,7 +310,12 @@ func (d *dispatcher) stopJob(w http.ResponseWriter, r *http.Request) {
 func (d *dispatcher) savepoint(w http.ResponseWriter, r *http.Request, stop bool) {
 	var req api.SavepointRequest
 	if r.ContentLength != 0 {
-		if err := decode(r, &req); err != nil && !(r.ContentLength < 0 && strings.Contains(err.Error(), "empty body")) {
+		// A chunked request may still be empty: that is no body either.
+		err := decode(r, &req)
+		if err != nil && r.ContentLength < 0 && strings.Contains(err.Error(), "empty body") {
+			err = nil
+		}
+		if err != nil {
 			d.fail(w, r, err)
 			return
 		}
@@ -421,10 +428,10 @@ func Checkpoints(resp *eddypb.GetJobResponse) api.Checkpoints {
 				IntervalMs: c.IntervalMs, TimeoutMs: c.TimeoutMs, MinPauseMs: c.MinPauseMs,
 				TolerableFailures: c.TolerableFailures, Retain: c.Retain,
 			}
-			if st != nil && st.InProgress != nil {
-				out.Config.Dir = strings.TrimSuffix(st.InProgress.Url, fmt.Sprintf("/chk-%d", st.InProgress.CheckpointId))
+			if st != nil && st.InProgress != nil && !st.InProgress.Savepoint {
+				out.Config.Dir = parentURL(st.InProgress.Url)
 			} else if out.Latest != nil {
-				out.Config.Dir = strings.TrimSuffix(out.Latest.URL, fmt.Sprintf("/chk-%d", out.Latest.ID))
+				out.Config.Dir = parentURL(out.Latest.URL)
 			}
 			if r, err := jobmanager.RestartStrategy(resp.Job.Spec, g); err == nil {
 				out.Config.Restart = RestartConfig(r)
@@ -432,6 +439,18 @@ func Checkpoints(resp *eddypb.GetJobResponse) api.Checkpoints {
 		}
 	}
 	return out
+}
+
+// parentURL returns the URL of the directory holding the one at u; a
+// query (s3 options) stays.
+func parentURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u[:max(strings.LastIndexByte(u, '/'), 0)]
+	}
+	p.Path = path.Dir(p.Path)
+	p.RawPath = ""
+	return p.String()
 }
 
 // RestartConfig converts a restart strategy to its REST shape.

@@ -114,3 +114,17 @@ func TestSubmitFromSavepointContinuesCheckpointIDs(t *testing.T) {
 	}
 	_ = next
 }
+
+func TestCheckpointAndSavepointURLsKeepTheStorageQuery(t *testing.T) {
+	f, next := seeded(t)
+	const q = "?endpoint=http%3A%2F%2F10.0.0.1%3A7070&region=eu"
+	next = applyAll(t, f, next, command{fsm.CmdTriggerCheckpoint, &eddypb.TriggerCheckpointCommand{JobId: "j3", AtMs: 1, Url: "s3://bucket/cp/j3" + q}})
+	if got := f.State().CheckpointStats("j3").InProgress.Url; got != "s3://bucket/cp/j3/chk-3"+q {
+		t.Errorf("checkpoint url %q", got)
+	}
+	next = applyAll(t, f, next, failCheckpoint("j3", 3, "x", 2), triggerSavepoint("s3://bucket/sp/"+q, "ab", "r", false, 3))
+	if got := f.State().CheckpointStats("j3").InProgress.Url; got != "s3://bucket/sp/savepoint-j3-4-ab"+q {
+		t.Errorf("savepoint url %q", got)
+	}
+	_ = next
+}

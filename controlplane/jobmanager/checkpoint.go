@@ -143,7 +143,7 @@ type coordinator struct {
 
 	acks   chan *eddypb.AcknowledgeCheckpointRequest
 	manual chan *manualReq
-	queued []*manualReq   // requests that came during a checkpoint; run's goroutine only
+	queued []*manualReq  // requests that came during a checkpoint; run's goroutine only
 	done   chan struct{} // closed when the coordinator stops
 	// stopped is set once a stop with savepoint completed: the tasks are
 	// finishing, nothing more is triggered. run's goroutine only.
@@ -389,7 +389,6 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *
 		cmd.Savepoint, cmd.RequestId, cmd.Stop, cmd.Drain, cmd.Url = true, sp.requestID, sp.stop, sp.drain, sp.url
 		if sp.url == "" {
 			cmd.Url, cmd.SavepointSuffix = m.cfg.Savepoints.URL(""), shortID()
-			cmd.Url = strings.TrimSuffix(cmd.Url, "/")
 		}
 	}
 	_, err := m.raft.Apply(ctx, fsm.CmdTriggerCheckpoint, cmd)

@@ -59,6 +59,9 @@ type cpWorker struct {
 	running  map[string][]*eddypb.TaskRef // by job/attempt
 	requests []*pluginpb.CheckpointRequest
 	cancels  int
+	// acks tracks the goroutines that write state and acknowledge, so that
+	// the test's cleanup waits for them before removing its directories.
+	acks sync.WaitGroup
 }
 
 func startCPWorker(t *testing.T, c *cptest.Cluster, id string, slots uint32, setup func(*cpWorker)) *cpWorker {
@@ -84,7 +87,7 @@ func startCPWorker(t *testing.T, c *cptest.Cluster, id string, slots uint32, set
 	go func() { _ = gs.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; gs.Stop() })
+	t.Cleanup(func() { cancel(); <-done; gs.Stop(); w.acks.Wait() })
 	if err := w.register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +226,9 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 	if req.Action != pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER {
 		return &pluginpb.CheckpointResponse{}, nil
 	}
+	w.acks.Add(1)
 	go func() {
+		defer w.acks.Done()
 		ctx := context.Background()
 		var st storage.Store
 		var err error

@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,6 +174,28 @@ func TestSavepointCompletesIsListedAndOutlivesCleanup(t *testing.T) {
 	}
 	if cps, _ := cl.Checkpoints(context.Background(), j.ID); len(cps.Retained) != 1 || len(cps.Savepoints) != 2 {
 		t.Errorf("retained %d checkpoints and %d savepoints, want 1 and 2", len(cps.Retained), len(cps.Savepoints))
+	}
+	// The body is optional; the answer says where to poll.
+	resp, err := cptest.HTTPClient.Post("http://"+c.HTTPAddrs()[0]+"/v1/jobs/"+j.ID+"/savepoints", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw api.SavepointTriggered
+	err = json.NewDecoder(resp.Body).Decode(&raw)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 202 || raw.RequestID == "" || resp.Header.Get("Location") != "/v1/jobs/"+j.ID+"/savepoints/"+raw.RequestID {
+		t.Fatalf("POST without a body: %d %+v %v (Location %q)", resp.StatusCode, raw, err, resp.Header.Get("Location"))
+	}
+	waitSavepoint(t, cl, j.ID, raw.RequestID)
+	// Artifacts can be fetched back; an unknown one is 404.
+	var buf strings.Builder
+	if n, err := cl.DownloadArtifact(context.Background(), a.SHA256, &buf); err != nil || n != a.Size || !strings.Contains(buf.String(), "not really a job") {
+		t.Errorf("download artifact: %d bytes, %v", n, err)
+	}
+	if _, err := cl.DownloadArtifact(context.Background(), strings.Repeat("0", 64), io.Discard); err == nil {
+		t.Error("an unknown artifact was downloaded")
+	} else if st, code := apiCode(err); st != 404 || code != "artifact_not_found" {
+		t.Errorf("unknown artifact: %v", err)
 	}
 	if _, err := cl.Savepoint(context.Background(), j.ID, "nope"); err == nil {
 		t.Error("an unknown savepoint request was found")
@@ -422,7 +446,7 @@ func TestRestoreValidationFailureFailsTheJobWithoutDeploying(t *testing.T) {
 	a := uploadFake(t, cl)
 	url := writeSavepoint(t, savepointMetadata(), nil)
 	j, err := cl.Submit(context.Background(), api.SubmitJob{Artifact: &a,
-		Graph: cpGraph(2, &pluginpb.CheckpointConfig{}, &pluginpb.RestartStrategy{Kind: pluginpb.RestartStrategy_KIND_FIXED_DELAY, DelayMs: 10}),
+		Graph:   cpGraph(2, &pluginpb.CheckpointConfig{}, &pluginpb.RestartStrategy{Kind: pluginpb.RestartStrategy_KIND_FIXED_DELAY, DelayMs: 10}),
 		Restore: &api.Restore{URL: url}})
 	if err != nil {
 		t.Fatal(err)
