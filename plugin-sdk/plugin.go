@@ -136,14 +136,31 @@ func (s *taskExecutor) Describe(_ context.Context, req *pluginpb.DescribeRequest
 }
 
 // Prepare starts listening for data from the job's other plugin processes.
-// Preparing again for the same job returns the same address.
-func (s *taskExecutor) Prepare(_ context.Context, req *pluginpb.PrepareRequest) (*pluginpb.PrepareResponse, error) {
+// Preparing again for the same job returns the same address. With
+// validate_restore it first checks that the job at the request's
+// parallelism can restore the request's savepoint, and refuses with
+// InvalidArgument, saying what does not fit and where, when it cannot.
+func (s *taskExecutor) Prepare(ctx context.Context, req *pluginpb.PrepareRequest) (*pluginpb.PrepareResponse, error) {
 	if req.GetJobId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "prepare: job id is required")
 	}
 	host := req.GetDataHost()
 	if host == "" {
 		host = "127.0.0.1"
+	}
+	if req.GetValidateRestore() && !s.isPrepared(req.GetJobId()) {
+		// Outside the lock: reading the savepoint's state takes a while.
+		p := parallelismOf(req.GetParallelism())
+		start := time.Now()
+		if err := s.validateRestore(ctx, req.GetJobId(), req.GetRestore(), p); err != nil {
+			if ctx.Err() != nil {
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+			s.log.Warn("restore refused", "job_id", req.GetJobId(), "restore", req.GetRestore().GetUrl(), "parallelism", p, "error", err)
+			return nil, status.Errorf(codes.InvalidArgument, "job %s: %v", req.GetJobId(), err)
+		}
+		s.log.Info("restore validated", "job_id", req.GetJobId(), "restore", req.GetRestore().GetUrl(), "parallelism", p,
+			"took", time.Since(start))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -171,6 +188,13 @@ func (s *taskExecutor) Prepare(_ context.Context, req *pluginpb.PrepareRequest) 
 	s.prepared = &preparedJob{jobID: req.GetJobId(), addr: addr, x: x}
 	s.log.Info("prepared", "job_id", req.GetJobId(), "data_addr", addr, "sdk_version", Version)
 	return &pluginpb.PrepareResponse{DataAddr: addr, SdkVersion: Version}, nil
+}
+
+// isPrepared reports whether Prepare already succeeded for job jobID.
+func (s *taskExecutor) isPrepared(jobID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prepared != nil && s.prepared.jobID == jobID
 }
 
 // placementOf tells the exchange where a task runs.

@@ -155,10 +155,16 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 		jr.stop(false)
 		return status.Error(codes.Unavailable, "the worker is shutting down")
 	}
-	resp, err := jr.exec.Prepare(ctx, &pluginpb.PrepareRequest{JobId: jr.key.id, Args: req.GetArgs(), DataHost: w.cfg.DataHost})
+	resp, err := jr.exec.Prepare(ctx, &pluginpb.PrepareRequest{JobId: jr.key.id, Args: req.GetArgs(), DataHost: w.cfg.DataHost,
+		ValidateRestore: req.GetValidateRestore(), Restore: req.GetRestore(), Parallelism: req.GetParallelism()})
 	if err != nil {
 		jr.stop(false)
 		st := status.Convert(err)
+		if req.GetValidateRestore() && st.Code() == codes.InvalidArgument {
+			// The job cannot restore the savepoint: a refusal that starting
+			// again would not change, with the plugin's message as it is.
+			return status.Error(codes.FailedPrecondition, st.Message())
+		}
 		return status.Errorf(st.Code(), "prepare %s in its plugin: %s", jr.key, st.Message())
 	}
 	jr.dataAddr, jr.sdkVersion = resp.GetDataAddr(), resp.GetSdkVersion()

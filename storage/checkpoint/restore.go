@@ -89,7 +89,7 @@ func CheckOperators(m *pluginpb.CheckpointMetadata, uids []string, allowNonResto
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: checkpoint %d holds state of operators the job does not have: %s (a UID changed or an operator was removed); restore with allow-non-restored-state to drop it",
+	return fmt.Errorf("%w: checkpoint %d holds state of operators the job does not have: %s (a UID changed or an operator was removed); restore with --allow-non-restored-state to drop it",
 		ErrIncompatible, m.GetCheckpointId(), strings.Join(quoteAll(missing), ", "))
 }
 
@@ -163,6 +163,10 @@ type SubtaskRestore struct {
 	KeyGroups []KeyGroupPart
 	// Items are the operator state items the subtask takes, in order.
 	Items []Part
+	// Incremental are the manifests of the incremental snapshots (the
+	// Pebble state backend) of the old subtasks whose key groups overlap
+	// the subtask's, in old subtask order.
+	Incremental []IncrementalPart
 	// Sizes are the recorded sizes of the files the parts are in.
 	Sizes map[string]int64
 }
@@ -176,6 +180,19 @@ func (r *SubtaskRestore) Files() []string {
 	sort.Strings(files)
 	return files
 }
+
+// IncrementalPart is the manifest of an old subtask's incremental
+// snapshot: the part of its state file after its key-group blobs and
+// items, naming files relative to the job's checkpoint directory.
+type IncrementalPart struct {
+	Part
+	// Groups are the key groups the old subtask held.
+	Groups KeyGroupRange
+}
+
+// Incremental reports whether s is an incremental snapshot: it lists
+// shared files, and its state file ends with their manifest.
+func Incremental(s *pluginpb.OperatorSubtaskState) bool { return len(s.GetShared()) > 0 }
 
 // Operator returns the state of operator uid in m, or nil.
 func Operator(m *pluginpb.CheckpointMetadata, uid string) *pluginpb.OperatorState {
@@ -230,6 +247,27 @@ func Assign(m *pluginpb.CheckpointMetadata, uid string, subtask, parallelism int
 			return Part{File: s.GetFile(), Offset: off, Length: n}, nil
 		}
 		used := false
+		if Incremental(s) {
+			// The manifest follows the blobs and items; the key groups of
+			// the blobs are the ones the old subtask held.
+			var end int64
+			old := KeyGroupRange{Start: maxParallelism, End: 0}
+			for _, kg := range s.GetKeyGroups() {
+				end = max(end, kg.GetOffset()+kg.GetLength())
+				old.Start, old.End = min(old.Start, int(kg.GetKeyGroup())), max(old.End, int(kg.GetKeyGroup())+1)
+			}
+			for _, it := range s.GetItems() {
+				end = max(end, it.GetOffset()+it.GetLength())
+			}
+			if old.Start < old.End && old.Start < groups.End && groups.Start < old.End {
+				p, err := part("a state manifest", end, s.GetSize()-end)
+				if err != nil {
+					return nil, err
+				}
+				r.Incremental = append(r.Incremental, IncrementalPart{Part: p, Groups: old})
+				used = true
+			}
+		}
 		for _, kg := range s.GetKeyGroups() {
 			g := int(kg.GetKeyGroup())
 			if g >= maxParallelism {
