@@ -1,10 +1,12 @@
 // Command keyedcount is a throughput benchmark job: it generates n records
 // over 100,000 distinct keys, keys them, keeps a count per key and discards
 // the results, each sink subtask printing how many records it received.
-// Every record crosses one keyed exchange and updates keyed state.
+// Every record crosses one keyed exchange and updates keyed state. With
+// -checkpoint D the job checkpoints every D (the counts and the source's
+// position), so that it measures what checkpoints cost.
 //
 //	go run ./examples/keyedcount -n 1000000
-//	eddy run -p 4 ./keyedcount -- -n 100000000
+//	eddy run -p 4 ./keyedcount -- -n 100000000 -checkpoint 1s
 package main
 
 import (
@@ -30,6 +32,7 @@ func main() {
 	fs := flag.NewFlagSet("keyedcount", flag.ExitOnError)
 	n := fs.Int64("n", 1_000_000, "how many records to generate (negative: without end)")
 	rate := fs.Float64("rate", 0, "records per second over all source subtasks (0: as fast as possible)")
+	every := fs.Duration("checkpoint", 0, "checkpoint interval (0: no checkpoints)")
 	_ = fs.Parse(os.Args[1:])
 
 	var opts []sdk.GenerateOption
@@ -37,6 +40,9 @@ func main() {
 		opts = append(opts, sdk.RatePerSecond(*rate))
 	}
 	job := sdk.NewJob("keyedcount")
+	if *every > 0 {
+		job.EnableCheckpointing(*every)
+	}
 	// 7919 is prime and coprime to 100,000: the keys of consecutive records
 	// are far apart and every key comes up once in every 100,000 records.
 	records := sdk.FromSource(job, sdk.Generate(*n, func(i int64) KeyCount {

@@ -156,10 +156,15 @@ func (w *remoteWriter) WriteEvent(ctx context.Context, ev engine.Event) error {
 		return w.errorf(fmt.Errorf("wait for the end to be acknowledged: %w", ctx.Err()))
 	}
 	w.cancel()
-	if w.err != errPeerEnded {
+	if w.err != errPeerEnded && status.Code(w.err) != codes.Unavailable {
 		w.failed = w.errorf(w.err)
 		return w.failed
 	}
+	// The end event went out: a consumer whose process ended before it
+	// closed the stream (its task finished, its plugin stopped) leaves the
+	// connection lost rather than the stream ended. Had the consumer not
+	// read the end, its own task fails and the job with it; the producer
+	// has nothing left to deliver either way.
 	return nil
 }
 
