@@ -588,7 +588,9 @@ func runSource[T any](ctx context.Context, tc *engine.TaskContext, src Source[T]
 // stopSource ends a source that a stop with a savepoint stopped, after its
 // barrier: with drain the final watermark fires every window and timer
 // downstream first; without, event time stays where it is, so that the
-// job resumes from the savepoint as if it had not stopped.
+// job resumes from the savepoint as if it had not stopped. Without drain
+// PollCheckpoint held the source until the savepoint completed (one that
+// was aborted lets the source read on).
 func stopSource[T any](tc *engine.TaskContext, out engine.Output[T]) error {
 	if tc.StopDrain() {
 		if err := out.Watermark(engine.MaxWatermark); err != nil {

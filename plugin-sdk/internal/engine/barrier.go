@@ -135,12 +135,21 @@ func (x *Executor) addRunning(ts []*task) func() {
 // operators. Sources call it between reads. stop is true when the
 // checkpoint stops the job (stop with a savepoint): the source must then
 // end its output, after the final watermark if StopDrain says so.
+//
+// A stop without drain is synchronous: after the savepoint's barrier the
+// call holds the source (it emits nothing) until the savepoint's outcome is
+// known. stop is true once it completed; if it was aborted the operators
+// are told and the call returns stop false, so that the source reads on as
+// if nothing had happened and the job keeps running.
 func (tc *TaskContext) PollCheckpoint() (stop bool, err error) {
 	t := tc.task
 	if t == nil || t.mb.n.Load() == 0 {
 		return false, nil
 	}
-	for _, c := range t.mb.take() {
+	q := t.mb.take()
+	for len(q) > 0 {
+		c := q[0]
+		q = q[1:]
 		switch c.kind {
 		case controlTrigger:
 			if stop || c.cp.ID <= t.lastBarrier {
@@ -163,8 +172,15 @@ func (tc *TaskContext) PollCheckpoint() (stop bool, err error) {
 				return false, err
 			}
 			if ok && c.cp.Stop {
-				t.endValue, t.stopID = endStopped, c.cp.ID
-				stop = true
+				completed, rest, err := t.holdStop(tc.Ctx, c.cp.ID, q)
+				if err != nil {
+					return false, err
+				}
+				q = rest
+				if completed {
+					t.endValue, t.stopID = endStopped, c.cp.ID
+					stop = true
+				}
 			}
 		default:
 			if err := t.notify(c); err != nil {
@@ -173,6 +189,46 @@ func (tc *TaskContext) PollCheckpoint() (stop bool, err error) {
 		}
 	}
 	return stop, nil
+}
+
+// holdStop holds a source after the barrier of a stop without drain until
+// savepoint id completes (or a later checkpoint does: completed is true)
+// or is aborted, taking the messages of q first, then those of the
+// mailbox. The notifications reach the operators; triggers that come
+// meanwhile are not taken yet: they are returned, in order, with the
+// messages that followed the outcome, for the caller to handle next.
+func (t *task) holdStop(ctx context.Context, id uint64, q []control) (completed bool, rest []control, err error) {
+	// The barrier is on its way; what the chain's operators buffered goes
+	// too, as the source may be held for a while.
+	if err := t.idle(); err != nil {
+		return false, nil, err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var later []control
+	for {
+		for len(q) > 0 {
+			c := q[0]
+			q = q[1:]
+			if c.kind == controlTrigger {
+				later = append(later, c)
+				continue
+			}
+			if err := t.notify(c); err != nil {
+				return false, nil, err
+			}
+			if (c.kind == controlComplete && c.id >= id) || (c.kind == controlAbort && c.id == id) {
+				return c.kind == controlComplete, append(later, q...), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, nil, ctx.Err()
+		case <-t.mb.wake:
+		}
+		q = t.mb.take()
+	}
 }
 
 // CheckpointWake returns a channel that receives when a checkpoint message
@@ -325,7 +381,10 @@ func (t *task) notify(c control) error {
 // The final checkpoint is the stop's savepoint when the input ended right
 // after its barrier, else every checkpoint triggered that the task has not
 // taken yet (it acknowledges each with its final state): the task finishes
-// when one of them, or a later one, completes.
+// when one of them, or a later one, completes. The sources end after a
+// stop without drain only once its savepoint completed: a task that was
+// told so already (its completion may come before the end of its input)
+// finishes at once, and one that was not waits for that completion only.
 //
 // Without checkpointing only a stop holds the task, and a stop that failed
 // lets it finish.
@@ -348,8 +407,8 @@ func (t *task) finish(ctx context.Context) error {
 		} else if !t.x.Checkpointing {
 			return nil
 		}
-		// With checkpointing, a failed stop leaves the task waiting for
-		// another checkpoint.
+		// With checkpointing, a task that did not acknowledge the stop's
+		// savepoint (its snapshot failed) waits for another checkpoint.
 	}
 	ack := func(cp CheckpointOptions) {
 		if cp.ID <= t.lastBarrier {

@@ -1,6 +1,11 @@
 package engine
 
-import "github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+import (
+	"context"
+
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+	"github.com/eddy-streams/eddy/storage"
+)
 
 // Checkpoints follow asynchronous barrier snapshotting. The executor's
 // TriggerCheckpoint reaches the source tasks, which take the snapshot of
@@ -25,14 +30,27 @@ import "github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 // gone: the coordinator must not wait for its acknowledgement of a later
 // checkpoint, and keeps its last state, as Flink does for finished tasks.
 //
-// A stop with a savepoint without drain ends the sources right after the
-// savepoint's barrier, and the end they send downstream says so: no final
-// watermark follows (event time stays where it is), and the savepoint is
-// each task's final checkpoint. With drain the sources end first, as at the
-// end of their input (the final watermark fires every window and timer), and
-// every task acknowledges the savepoint once it ended, with its final state:
-// what the drain emitted is in the savepoint's transactions, as in Flink,
-// where the drain comes before the savepoint.
+// A stop with a savepoint without drain is synchronous, as in Flink: each
+// source sends the savepoint's barrier, then holds (emits nothing, reads
+// nothing) until the savepoint's outcome is known. When it completes the
+// sources end, and the end they send downstream says so: no final watermark
+// follows (event time stays where it is), and the savepoint is each task's
+// final checkpoint, so that a task whose completion came before the end of
+// its input finishes as soon as its input ends. When it is aborted (a task
+// declined, storage failed, the coordinator gave up) the sources read on as
+// if nothing had happened: the downstream tasks, which aligned, snapshotted
+// and acknowledged the barrier as for any checkpoint, never stopped, and the
+// job keeps running.
+//
+// With drain the sources end first, as at the end of their input (the
+// final watermark fires every window and timer), and every task
+// acknowledges the savepoint once it ended, with its final state: what the
+// drain emitted is in the savepoint's transactions, as in Flink, where the
+// drain comes before the savepoint. A drained stop whose savepoint fails
+// cannot be taken back: the input ended and event time reached its end, so
+// the job finishes all the same; with checkpointing its tasks wait for the
+// next checkpoint, which commits their output, and without they finish
+// when the savepoint is aborted.
 //
 // The executor's messages reach a task through its mailbox: a source takes
 // them in PollCheckpoint, a task with inputs between the messages of its
@@ -46,7 +64,8 @@ type CheckpointOptions struct {
 	// Savepoint asks for a self-contained snapshot.
 	Savepoint bool
 	// Stop makes sources end (stop with savepoint): without Drain they
-	// send their barrier, then end their output, and event time stays;
+	// send their barrier, hold until the savepoint completes, then end
+	// their output, and event time stays (an abort lets them read on);
 	// with Drain they end their output first, the final watermark firing
 	// every window, and the tasks acknowledge once they ended.
 	Stop  bool
@@ -64,11 +83,42 @@ type OperatorSnapshot struct {
 	// new subtasks (item i of the concatenation over old subtasks, in
 	// subtask order, goes to new subtask i mod parallelism).
 	Items [][]byte
+	// Incremental, in a snapshot, is keyed state kept in local files (the
+	// Pebble state backend) instead of KeyGroups: taken in the task's
+	// goroutine, uploaded by the caller of OnSnapshot off it.
+	Incremental IncrementalSnapshot
+	// Restored, in a restore, are the incremental snapshots of the old
+	// subtasks whose key groups overlap the new subtask's, in old subtask
+	// order. KeyGroups may come with them (canonical blobs).
+	Restored []RestoredIncremental
+}
+
+// IncrementalSnapshot is keyed state as files: a snapshot uploads only the
+// files no confirmed earlier checkpoint of the same state uploaded, and
+// references the others.
+type IncrementalSnapshot interface {
+	// Groups returns the key groups the snapshot holds.
+	Groups() keygroup.Range
+	// Upload writes the new files into store, the job's checkpoint
+	// directory, under prefix, and returns the content of the operator
+	// subtask's state file (the snapshot's manifest, which names its files
+	// relative to store), the names in store of every file it references,
+	// and the bytes it uploaded. It releases the snapshot's local files.
+	Upload(ctx context.Context, store storage.Store, prefix string) (state []byte, files []string, uploaded int64, err error)
+	// Release drops a snapshot that is not uploaded.
+	Release()
+}
+
+// RestoredIncremental is the state file of an incremental snapshot to
+// restore from, with the store that its manifest names files in.
+type RestoredIncremental struct {
+	State []byte
+	Store storage.Store
 }
 
 // Empty reports whether the snapshot holds nothing.
 func (s *OperatorSnapshot) Empty() bool {
-	return s == nil || (len(s.KeyGroups) == 0 && len(s.Items) == 0)
+	return s == nil || (len(s.KeyGroups) == 0 && len(s.Items) == 0 && s.Incremental == nil && len(s.Restored) == 0)
 }
 
 // TaskSnapshot is a task's part of a checkpoint: the snapshots of the

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -876,11 +877,14 @@ func TestRestore(t *testing.T) {
 }
 
 // A stop with a savepoint ends the sources after their barrier. Without
-// drain event time stays: no final watermark reaches the operators; with
-// drain it does, before the savepoint. Either way the savepoint is the
-// tasks' final checkpoint: they finish when it completes.
+// drain event time stays: no final watermark reaches the operators, and
+// the sources hold until the savepoint completes (an abort lets them read
+// on: TestStopWithoutDrainAborted). With drain the final watermark comes
+// before the savepoint, and the sources end at once, whatever its outcome.
+// Either way the savepoint is the tasks' final checkpoint: they finish
+// when it completes.
 func TestStopWithSavepoint(t *testing.T) {
-	for _, c := range []struct{ drain, abort bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+	for _, c := range []struct{ drain, abort bool }{{false, false}, {true, false}, {true, true}} {
 		drain := c.drain
 		t.Run(fmt.Sprintf("drain=%v,abort=%v", c.drain, c.abort), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -931,20 +935,29 @@ func TestStopWithSavepoint(t *testing.T) {
 					}
 				}
 			}
-			deadline := time.Now().Add(10 * time.Second)
-			for n, _ := rec.endsOf("sum/0"); n == 0 && time.Now().Before(deadline); n, _ = rec.endsOf("sum/0") {
-				time.Sleep(time.Millisecond)
+			sumEnded := func() {
+				t.Helper()
+				deadline := time.Now().Add(10 * time.Second)
+				for n, _ := rec.endsOf("sum/0"); n == 0 && time.Now().Before(deadline); n, _ = rec.endsOf("sum/0") {
+					time.Sleep(time.Millisecond)
+				}
+				if n, _ := rec.endsOf("sum/0"); n != 1 {
+					t.Fatalf("the sum ended %d times, want once", n)
+				}
 			}
-			if n, _ := rec.endsOf("sum/0"); n != 1 {
-				t.Fatalf("the sum ended %d times, want once", n)
-			}
-			wms := rec.watermarks("sum/0")
-			if got := slices.Contains(wms, MaxWatermark); got != drain {
-				t.Errorf("final watermark reached the sum: %v, want %v (watermarks %v)", got, drain, wms)
+			if drain {
+				// The drained sources ended before the savepoint.
+				sumEnded()
 			}
 			r.notEnded(t, 50*time.Millisecond)
-			// Without checkpointing, a stop that fails lets the ended tasks
-			// finish: nothing else will come.
+			if !drain {
+				// The sources hold until the savepoint's outcome is known.
+				if n, _ := rec.endsOf("sum/0"); n != 0 {
+					t.Fatalf("the sum ended %d times before the savepoint completed", n)
+				}
+			}
+			// Without checkpointing, a drained stop that fails lets the
+			// ended tasks finish: nothing else will come.
 			if c.abort {
 				r.x.NotifyCheckpointAborted(1)
 			} else {
@@ -953,9 +966,222 @@ func TestStopWithSavepoint(t *testing.T) {
 			if err := r.wait(t); err != nil {
 				t.Fatal(err)
 			}
+			sumEnded()
+			wms := rec.watermarks("sum/0")
+			if got := slices.Contains(wms, MaxWatermark); got != drain {
+				t.Errorf("final watermark reached the sum: %v, want %v (watermarks %v)", got, drain, wms)
+			}
 			r.noDeclines(t)
 		})
 	}
+}
+
+// countRecords makes the summing vertex count the records it processes.
+func countRecords(sum *Vertex, n *atomic.Int64) {
+	build := sum.Build
+	sum.Build = func(tc *TaskContext, out any) (*Operator, error) {
+		op, err := build(tc, out)
+		if err != nil {
+			return nil, err
+		}
+		op.Inputs[0].(*sumOp).onValue = func(int64) { n.Add(1) }
+		return op, nil
+	}
+}
+
+// A stop without drain whose savepoint is aborted takes nothing back: the
+// sources, which held after its barrier, read on as if nothing had
+// happened, every record is processed exactly once, and the job finishes
+// normally at the end of its bounded input (with the final watermark; with
+// checkpointing, after a checkpoint taken after its end).
+func TestStopWithoutDrainAborted(t *testing.T) {
+	const n = 4000
+	for _, checkpointing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checkpointing=%v", checkpointing), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			rec := newRecorder()
+			var resumed [2]atomic.Bool
+			src := testSource(0, 2, rec, func(ctx context.Context, tc *TaskContext, emit func(int64) error, out Output[int64]) error {
+				for i := int64(tc.Subtask); i < n; i += 2 {
+					if err := emit(i); err != nil {
+						return err
+					}
+					if i >= n/2 && !resumed[tc.Subtask].Load() {
+						// Half way the source waits for the stop.
+						stop, err := pollUntil(ctx, tc, func() bool { return rec.has(1, tc.Subtask) })
+						if err != nil {
+							return err
+						}
+						if stop {
+							return errors.New("stopped though the savepoint was aborted")
+						}
+						resumed[tc.Subtask].Store(true)
+						continue
+					}
+					stop, err := tc.PollCheckpoint()
+					if err != nil {
+						return err
+					}
+					if stop {
+						return errors.New("stopped though the savepoint was aborted")
+					}
+				}
+				return endSource(out)
+			})
+			sum := testSum(1, 3, src, hash, rec)
+			var count atomic.Int64
+			countRecords(sum, &count)
+			r := startJob(t, ctx, rec, []*Vertex{src, sum}, checkpointing, nil)
+			r.x.TriggerCheckpoint(CheckpointOptions{ID: 1, Savepoint: true, Stop: true})
+			snaps := rec.waitAcks(t, 1, 5)
+			if a, b := sumOf(snaps, src), sumOf(snaps, sum); a != b || a == 0 || a >= n*(n-1)/2 {
+				t.Errorf("savepoint: sources emitted %d, the sums hold %d", a, b)
+			}
+			// The sources hold: they emit nothing until the outcome.
+			held := count.Load()
+			r.notEnded(t, 50*time.Millisecond)
+			for s := range resumed {
+				if resumed[s].Load() {
+					t.Fatalf("source %d went on before the savepoint's outcome", s)
+				}
+			}
+			if got := count.Load(); got != held {
+				t.Fatalf("the sums processed %d records while the sources held, then %d", held, got)
+			}
+			for s := range 3 {
+				if k, _ := rec.endsOf(fmt.Sprintf("sum/%d", s)); k != 0 {
+					t.Fatalf("sum/%d ended before the savepoint's outcome", s)
+				}
+			}
+			r.x.NotifyCheckpointAborted(1)
+			if checkpointing {
+				// The job's final checkpoint is one taken after its end.
+				deadline := time.Now().Add(10 * time.Second)
+				for s := 0; s < 3 && time.Now().Before(deadline); {
+					if k, _ := rec.endsOf(fmt.Sprintf("sum/%d", s)); k == 0 {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					s++
+				}
+				r.notEnded(t, 20*time.Millisecond)
+				r.x.TriggerCheckpoint(CheckpointOptions{ID: 2})
+				snaps := rec.waitAcks(t, 2, 5)
+				if a, b := sumOf(snaps, src), sumOf(snaps, sum); a != n*(n-1)/2 || b != a {
+					t.Errorf("final checkpoint: sources emitted %d, the sums hold %d, want %d", a, b, n*(n-1)/2)
+				}
+				r.x.NotifyCheckpointComplete(2)
+			}
+			if err := r.wait(t); err != nil {
+				t.Fatal(err)
+			}
+			var total int64
+			for s := range 3 {
+				who := fmt.Sprintf("sum/%d", s)
+				k, got := rec.endsOf(who)
+				if k != 1 {
+					t.Errorf("%s ended %d times, want once", who, k)
+				}
+				total += got
+				if wms := rec.watermarks(who); !slices.Contains(wms, MaxWatermark) {
+					t.Errorf("%s: no final watermark (watermarks %v)", who, wms)
+				}
+			}
+			if total != n*(n-1)/2 || count.Load() != n {
+				t.Errorf("the sums end with %d over %d records, want %d over %d", total, count.Load(), n*(n-1)/2, n)
+			}
+			var completes []uint64
+			if checkpointing {
+				completes = []uint64{2}
+			}
+			for _, who := range allOps {
+				if got := rec.notes(rec.aborts, who); !slices.Equal(got, []uint64{1}) {
+					t.Errorf("%s: aborts %v, want [1]", who, got)
+				}
+				if got := rec.notes(rec.completes, who); !slices.Equal(got, completes) {
+					t.Errorf("%s: completions %v, want %v", who, got, completes)
+				}
+			}
+			r.noDeclines(t)
+		})
+	}
+}
+
+// The completion of a stop's savepoint may reach the downstream tasks
+// before the end of their input: the savepoint is their final checkpoint
+// all the same, and they finish as soon as their input ends, without
+// waiting for another checkpoint.
+func TestStopCompletionBeforeEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := newRecorder()
+	src := testSource(0, 2, rec, func(ctx context.Context, tc *TaskContext, emit func(int64) error, out Output[int64]) error {
+		for i := int64(1); ; i++ {
+			if err := emit(i); err != nil {
+				return err
+			}
+			if err := out.Watermark(i); err != nil {
+				return err
+			}
+			stop, err := tc.PollCheckpoint()
+			if err != nil {
+				return err
+			}
+			if stop {
+				// The end goes once every sum was told of the completion.
+				for s := range 3 {
+					for len(rec.notes(rec.completes, fmt.Sprintf("sum/%d", s))) == 0 {
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(time.Millisecond):
+						}
+					}
+				}
+				return out.End()
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	})
+	sum := testSum(1, 3, src, hash, rec)
+	r := startJob(t, ctx, rec, []*Vertex{src, sum}, true, nil)
+	time.Sleep(20 * time.Millisecond)
+	r.x.TriggerCheckpoint(CheckpointOptions{ID: 1, Savepoint: true, Stop: true})
+	snaps := rec.waitAcks(t, 1, 5)
+	if a, b := sumOf(snaps, src), sumOf(snaps, sum); a != b || a == 0 {
+		t.Errorf("savepoint: sources emitted %d, the sums hold %d", a, b)
+	}
+	r.notEnded(t, 30*time.Millisecond)
+	r.x.NotifyCheckpointComplete(1)
+	if err := r.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for s := range 3 {
+		who := fmt.Sprintf("sum/%d", s)
+		k, got := rec.endsOf(who)
+		if k != 1 {
+			t.Errorf("%s ended %d times, want once", who, k)
+		}
+		total += got
+		if wms := rec.watermarks(who); slices.Contains(wms, MaxWatermark) {
+			t.Errorf("%s: final watermark after a stop without drain", who)
+		}
+	}
+	if want := sumOf(snaps, src); total != want {
+		t.Errorf("the sums end with %d, the savepoint says %d", total, want)
+	}
+	for _, who := range allOps {
+		if got := rec.notes(rec.completes, who); !slices.Equal(got, []uint64{1}) {
+			t.Errorf("%s: completions %v, want [1]", who, got)
+		}
+	}
+	r.noDeclines(t)
 }
 
 // An abort of the checkpoint being aligned releases the held channel: the
