@@ -297,8 +297,9 @@ func measure(m *procs.Main, c *procs.Cluster, o options, bin, dir, hb string, ro
 		time.Sleep(5 * time.Millisecond)
 	}
 	// Let the monitor see the attempt that wrote it RUNNING (it may have
-	// been RUNNING for less than a poll).
-	procs.Poll(5*time.Second, 20*time.Millisecond, func() error {
+	// been RUNNING for less than a poll); if it never does, the breakdown
+	// says so.
+	_ = procs.Poll(5*time.Second, 20*time.Millisecond, func() error {
 		if mon.get().running < 0 {
 			return fmt.Errorf("not seen RUNNING")
 		}
