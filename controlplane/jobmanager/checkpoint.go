@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/eddy-streams/eddy/controlplane"
 	"github.com/eddy-streams/eddy/controlplane/fsm"
 	"github.com/eddy-streams/eddy/proto/eddypb"
@@ -294,7 +296,7 @@ func (c *coordinator) run(ctx context.Context) {
 	if p := c.m.raft.State().CheckpointStats(c.id).GetInProgress(); p != nil {
 		c.fail(ctx, p.CheckpointId, "aborted: leader changed")
 		if p.Attempt == c.attempt {
-			c.abortOnWorkers(c.m.workerAddrs(c.m.raft.State().Assignments(c.id)), p.CheckpointId)
+			c.abortOnWorkers(c.m.workersOf(c.m.raft.State().Assignments(c.id)), p.CheckpointId)
 		}
 	}
 	lastStart, lastEnd := c.m.cfg.Now(), c.m.cfg.Now()
@@ -424,7 +426,7 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *
 			pending[taskKey{t.Chain, t.Subtask}] = true
 		}
 	}
-	workers := m.workerAddrs(m.raft.State().Assignments(c.id))
+	workers := m.workersOf(m.raft.State().Assignments(c.id))
 	if err := c.send(ctx, workers, &pluginpb.CheckpointRequest{
 		JobId: string(c.id), Attempt: c.attempt, CheckpointId: id, Action: pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER,
 		Url: rec.Url, TimestampMs: start.UnixMilli(), Savepoint: rec.Savepoint, Stop: rec.Stop, Drain: rec.Drain,
@@ -618,20 +620,20 @@ func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uin
 
 // send passes a checkpoint request to every worker of the attempt, in
 // parallel; it returns the first error.
-func (c *coordinator) send(ctx context.Context, workers map[string]string, req *pluginpb.CheckpointRequest) error {
+func (c *coordinator) send(ctx context.Context, workers map[string]workerRef, req *pluginpb.CheckpointRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	for wid, addr := range workers {
+	for wid, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w, err := c.m.cfg.Worker(addr)
-			if err == nil {
-				_, err = w.Checkpoint(ctx, req)
-			}
+			err := c.m.callWorker(w, func(wc eddypb.WorkerServiceClient, opts ...grpc.CallOption) error {
+				_, err := wc.Checkpoint(ctx, req, opts...)
+				return err
+			})
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("worker %s: %w", wid, workerError(err)))
@@ -643,7 +645,7 @@ func (c *coordinator) send(ctx context.Context, workers map[string]string, req *
 	return errors.Join(errs...)
 }
 
-func (c *coordinator) abortOnWorkers(workers map[string]string, id uint64) {
+func (c *coordinator) abortOnWorkers(workers map[string]workerRef, id uint64) {
 	c.m.wg.Add(1)
 	go func() {
 		defer c.m.wg.Done()
@@ -655,7 +657,7 @@ func (c *coordinator) abortOnWorkers(workers map[string]string, id uint64) {
 
 // failAndAbort fails a checkpoint of the attempt, tells the workers, and
 // restarts the job when more checkpoints failed in a row than it tolerates.
-func (c *coordinator) failAndAbort(ctx context.Context, workers map[string]string, id uint64, cause string) {
+func (c *coordinator) failAndAbort(ctx context.Context, workers map[string]workerRef, id uint64, cause string) {
 	c.abortOnWorkers(workers, id)
 	if !c.fail(ctx, id, cause) {
 		return

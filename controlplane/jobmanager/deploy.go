@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -210,11 +212,11 @@ func (m *Manager) endJob(ctx context.Context, j *eddypb.Job, status eddypb.JobSt
 // cancelOnWorkers asks every worker of the job to stop its tasks, in the
 // background, all at once and each with its own deadline.
 func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssignment) {
-	workers := m.workerAddrs(assignments)
+	workers := m.workersOf(assignments)
 	if m.cfg.Worker == nil || len(workers) == 0 {
 		return
 	}
-	for id, addr := range workers {
+	for id, w := range workers {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -222,10 +224,10 @@ func (m *Manager) cancelOnWorkers(j *eddypb.Job, assignments []*eddypb.SlotAssig
 			// catches up with heartbeats (orphaned tasks are cancelled then).
 			ctx, cancel := context.WithTimeout(m.term(), 30*time.Second)
 			defer cancel()
-			c, err := m.cfg.Worker(addr)
-			if err == nil {
-				_, err = c.CancelTasks(ctx, &eddypb.CancelTasksRequest{JobId: j.Spec.JobId, Attempt: j.Attempt})
-			}
+			err := m.callWorker(w, func(c eddypb.WorkerServiceClient, opts ...grpc.CallOption) error {
+				_, err := c.CancelTasks(ctx, &eddypb.CancelTasksRequest{JobId: j.Spec.JobId, Attempt: j.Attempt}, opts...)
+				return err
+			})
 			if err != nil {
 				m.cfg.Logger.Warn("cancel tasks on worker", "job_id", j.Spec.JobId, "worker_id", id, "error", workerError(err))
 			}
@@ -252,17 +254,49 @@ func workerError(err error) error {
 	return err
 }
 
-// workerAddrs returns the address of every worker that holds a slot of the
-// job, by worker id.
-func (m *Manager) workerAddrs(assignments []*eddypb.SlotAssignment) map[string]string {
+// workerRef is a worker instance holding slots of a job, as the state knew
+// it when a call to it was decided.
+type workerRef struct {
+	id, addr, instance string
+}
+
+// workersOf returns every worker that holds a slot of the job, by id.
+func (m *Manager) workersOf(assignments []*eddypb.SlotAssignment) map[string]workerRef {
 	st := m.raft.State()
-	out := map[string]string{}
+	out := map[string]workerRef{}
 	for _, a := range assignments {
 		if w, ok := st.Worker(controlplane.WorkerID(a.WorkerId)); ok {
-			out[a.WorkerId] = w.Address
+			out[a.WorkerId] = workerRef{id: w.Id, addr: w.Address, instance: w.InstanceId}
 		}
 	}
 	return out
+}
+
+// callWorker makes one call to a worker, and reports the worker instance
+// unreachable when the call did not reach it. That is told by what came
+// back, not by the message: a call that reached the worker's gRPC server
+// always receives its metadata (at least a content type), even with an
+// error, while a refused dial or a connection cut before the answer gives
+// gRPC's Unavailable with none. So a worker that answers Unavailable itself
+// (shutting down, or unable to fetch an artifact) is not unreachable, and
+// neither is a slow one: its calls end with DeadlineExceeded.
+func (m *Manager) callWorker(w workerRef, call func(c eddypb.WorkerServiceClient, opts ...grpc.CallOption) error) error {
+	c, err := m.cfg.Worker(w.addr)
+	if err != nil {
+		return err
+	}
+	var header, trailer metadata.MD
+	err = call(c, grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil && m.cfg.Unreachable != nil && unreached(err, header, trailer) {
+		m.cfg.Unreachable(controlplane.WorkerID(w.id), w.instance, err)
+	}
+	return err
+}
+
+// unreached reports whether a failed call never got an answer from the
+// server: gRPC's Unavailable, with no header and no trailer received.
+func unreached(err error, header, trailer metadata.MD) bool {
+	return status.Code(err) == codes.Unavailable && len(header) == 0 && len(trailer) == 0
 }
 
 // startDeploy deploys a scheduled job once, in the background.
@@ -326,7 +360,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 		}
 		slotOf[uint32(n)] = a
 	}
-	addrs := m.workerAddrs(assignments)
+	workers := m.workersOf(assignments)
 	if j.Attempt > 0 {
 		// An earlier leader may have deployed part of the previous attempt.
 		m.cancelOnWorkers(j, assignments)
@@ -344,7 +378,7 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	// check, before any task starts, that every state fits the job.
 	validate := ""
 	if restore != nil && j.Spec.Restore != nil && restore.Url == j.Spec.Restore.Url && j.Attempt == 0 {
-		validate = validator(addrs)
+		validate = validator(workers)
 	}
 	if _, err := m.raft.Apply(ctx, fsm.CmdStartAttempt, &eddypb.StartAttemptCommand{
 		JobId: j.Spec.JobId, Attempt: attempt, Status: eddypb.JobStatus_JOB_STATUS_SCHEDULED,
@@ -366,21 +400,21 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var errs []error
-	for wid, addr := range addrs {
+	for wid, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := m.cfg.Worker(addr)
-			var resp *eddypb.PrepareJobResponse
-			if err == nil {
-				req := &eddypb.PrepareJobRequest{
-					JobId: j.Spec.JobId, Attempt: attempt, Artifact: j.Spec.Artifact, Args: j.Spec.Args, Config: j.Spec.Config,
-				}
-				if wid == validate {
-					req.Restore, req.Parallelism, req.ValidateRestore = restore, j.Spec.Parallelism, true
-				}
-				resp, err = c.PrepareJob(dctx, req)
+			req := &eddypb.PrepareJobRequest{
+				JobId: j.Spec.JobId, Attempt: attempt, Artifact: j.Spec.Artifact, Args: j.Spec.Args, Config: j.Spec.Config,
 			}
+			if wid == validate {
+				req.Restore, req.Parallelism, req.ValidateRestore = restore, j.Spec.Parallelism, true
+			}
+			var resp *eddypb.PrepareJobResponse
+			err := m.callWorker(w, func(c eddypb.WorkerServiceClient, opts ...grpc.CallOption) (err error) {
+				resp, err = c.PrepareJob(dctx, req, opts...)
+				return err
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && wid == validate {
@@ -422,14 +456,14 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := m.cfg.Worker(addrs[wid])
-			if err == nil {
-				_, err = c.DeployTasks(dctx, &eddypb.DeployTasksRequest{
+			err := m.callWorker(workers[wid], func(c eddypb.WorkerServiceClient, opts ...grpc.CallOption) error {
+				_, err := c.DeployTasks(dctx, &eddypb.DeployTasksRequest{
 					JobId: j.Spec.JobId, Attempt: attempt, Parallelism: j.Spec.Parallelism,
 					Tasks: tasks, Placement: placement, Args: j.Spec.Args, Config: j.Spec.Config,
 					Restore: restore, Checkpoints: checkpoints,
-				})
-			}
+				}, opts...)
+				return err
+			})
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("worker %s: %w", wid, workerError(err)))

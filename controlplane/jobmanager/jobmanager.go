@@ -37,6 +37,13 @@ type Config struct {
 	DefaultMaxParallelism uint32
 	// Worker returns a client of the worker at a gRPC address.
 	Worker func(addr string) (eddypb.WorkerServiceClient, error)
+	// Reachable reports whether tasks may be placed on a worker instance
+	// that is alive; nil: on every alive worker.
+	Reachable func(id controlplane.WorkerID, instance string) bool
+	// Unreachable is told of a worker instance that a call could not
+	// reach: refused, or cut off before the worker answered. A worker that
+	// answered with an error, or too slowly, is not unreachable.
+	Unreachable func(id controlplane.WorkerID, instance string, err error)
 	// CheckArtifact verifies that an artifact exists with its hash.
 	CheckArtifact func(ctx context.Context, a *eddypb.ArtifactRef) error
 	// DeployTimeout bounds the preparation and deployment of one attempt.
@@ -240,8 +247,9 @@ type slotRef struct {
 }
 
 // freeSlots lists the unassigned slots of alive workers, interleaved across
-// workers so that a job's tasks spread over the cluster.
-func freeSlots(st *fsm.State) (free []slotRef, total int) {
+// workers so that a job's tasks spread over the cluster. The free slots of
+// a worker that reachable refuses are left out and counted in skipped.
+func freeSlots(st *fsm.State, reachable func(*eddypb.Worker) bool) (free []slotRef, total, skipped int) {
 	used := map[slotRef]bool{}
 	for _, a := range st.AllAssignments() {
 		used[slotRef{a.WorkerId, a.Slot}] = true
@@ -258,6 +266,10 @@ func freeSlots(st *fsm.State) (free []slotRef, total int) {
 				ws = append(ws, r)
 			}
 		}
+		if reachable != nil && !reachable(w) {
+			skipped += len(ws)
+			continue
+		}
 		perWorker = append(perWorker, ws)
 	}
 	for i := 0; ; i++ {
@@ -269,14 +281,19 @@ func freeSlots(st *fsm.State) (free []slotRef, total int) {
 			}
 		}
 		if !added {
-			return free, total
+			return free, total, skipped
 		}
 	}
 }
 
+// reachable reports whether the scheduler may use a worker's slots.
+func (m *Manager) reachable(w *eddypb.Worker) bool {
+	return m.cfg.Reachable == nil || m.cfg.Reachable(controlplane.WorkerID(w.Id), w.InstanceId)
+}
+
 func (m *Manager) schedule(ctx context.Context) {
 	st := m.raft.State()
-	free, total := freeSlots(st)
+	free, total, skipped := freeSlots(st, m.reachable)
 	for _, j := range st.Jobs() {
 		if ctx.Err() != nil {
 			return
@@ -291,6 +308,9 @@ func (m *Manager) schedule(ctx context.Context) {
 		need := int(max(j.Spec.Parallelism, 1))
 		if need > len(free) {
 			reason := fmt.Sprintf("waiting for %d free slots: %d of %d free", need, len(free), total)
+			if skipped > 0 {
+				reason += fmt.Sprintf(" (%d more on unreachable workers)", skipped)
+			}
 			if j.StatusReason == reason {
 				continue
 			}

@@ -164,9 +164,9 @@ type restoreRefused struct{ msg string }
 func (e *restoreRefused) Error() string { return e.msg }
 
 // validator picks the one worker whose plugin validates a restore.
-func validator(addrs map[string]string) string {
-	ids := make([]string, 0, len(addrs))
-	for id := range addrs {
+func validator(workers map[string]workerRef) string {
+	ids := make([]string, 0, len(workers))
+	for id := range workers {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)

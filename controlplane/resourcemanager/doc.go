@@ -7,6 +7,12 @@
 // starts every alive worker's clock afresh, so a failover never marks a
 // healthy worker lost.
 //
+// A worker the leader could not connect to (a deploy, checkpoint or cancel
+// call refused or cut off) is unreachable until its next heartbeat: it stays
+// alive, but the scheduler skips its slots, so that a job's next attempt
+// goes to the other workers at once rather than failing again on a dead one
+// until the heartbeat timeout. This too is leader memory only.
+//
 // It depends on fsm and the wire types; it must not depend on server,
 // dispatcher, worker or plugin-sdk.
 package resourcemanager

@@ -27,6 +27,11 @@ type Config struct {
 	Now               func() time.Time
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
+	// Reconnect, when set, is called with a worker's address when the
+	// worker registers, or heartbeats after the leader could not connect
+	// to it: the worker is up, so the leader's connection to it should
+	// dial again now rather than wait out its backoff.
+	Reconnect func(addr string)
 }
 
 // MaxSlots bounds the slots one worker may offer.
@@ -39,8 +44,9 @@ type Manager struct {
 	cfg   Config
 	start time.Time
 
-	mu       sync.Mutex
-	lastSeen map[controlplane.WorkerID]seen
+	mu          sync.Mutex
+	lastSeen    map[controlplane.WorkerID]seen
+	unreachable map[controlplane.WorkerID]seen // when the leader last failed to connect
 }
 
 type seen struct {
@@ -56,7 +62,7 @@ func New(r Raft, cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Manager{raft: r, cfg: cfg, start: cfg.Now(), lastSeen: map[controlplane.WorkerID]seen{}}
+	return &Manager{raft: r, cfg: cfg, start: cfg.Now(), lastSeen: map[controlplane.WorkerID]seen{}, unreachable: map[controlplane.WorkerID]seen{}}
 }
 
 var workerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -79,8 +85,14 @@ func (m *Manager) Register(ctx context.Context, req *eddypb.RegisterWorkerReques
 	}); err != nil {
 		return nil, err
 	}
+	if m.cfg.Reconnect != nil {
+		m.cfg.Reconnect(req.Address)
+	}
 	m.mu.Lock()
 	m.lastSeen[controlplane.WorkerID(req.WorkerId)] = seen{req.InstanceId, now}
+	if u, ok := m.unreachable[controlplane.WorkerID(req.WorkerId)]; ok && u.instance != req.InstanceId {
+		delete(m.unreachable, controlplane.WorkerID(req.WorkerId))
+	}
 	m.mu.Unlock()
 	m.cfg.Logger.Info("worker registered", "worker_id", req.WorkerId, "instance_id", req.InstanceId, "slots", req.Slots, "address", req.Address)
 	return &eddypb.RegisterWorkerResponse{
@@ -91,16 +103,67 @@ func (m *Manager) Register(ctx context.Context, req *eddypb.RegisterWorkerReques
 
 // Heartbeat records that a worker instance is alive, or tells it to
 // register again when the control plane does not know it as alive.
+//
+// A heartbeat also makes a worker instance that the leader could not
+// connect to reachable again, when it arrives after that failure: the
+// worker is up, and so is the network between the two.
 func (m *Manager) Heartbeat(_ context.Context, req *eddypb.HeartbeatRequest) (*eddypb.HeartbeatResponse, error) {
+	now := m.cfg.Now()
 	id := controlplane.WorkerID(req.GetWorkerId())
 	w, ok := m.raft.State().Worker(id)
 	if !ok || w.InstanceId != req.InstanceId || w.Status != eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
 		return &eddypb.HeartbeatResponse{Reregister: true}, nil
 	}
 	m.mu.Lock()
-	m.lastSeen[id] = seen{req.InstanceId, m.cfg.Now()}
+	m.lastSeen[id] = seen{req.InstanceId, now}
+	u, wasUnreachable := m.unreachable[id]
 	m.mu.Unlock()
+	recovered := wasUnreachable && u.instance == req.InstanceId && now.After(u.at)
+	if recovered {
+		// Redial first, so that the scheduler, once it sees the worker
+		// reachable, does not meet the failed connection again.
+		if m.cfg.Reconnect != nil {
+			m.cfg.Reconnect(w.Address)
+		}
+		m.mu.Lock()
+		if cur, ok := m.unreachable[id]; ok && cur.instance == u.instance && cur.at.Equal(u.at) {
+			delete(m.unreachable, id)
+		}
+		m.mu.Unlock()
+		m.cfg.Logger.Info("worker reachable again: heartbeat after a failed connection", "worker_id", id, "instance_id", req.InstanceId, "unreachable_for", now.Sub(u.at).Round(time.Millisecond).String())
+	}
 	return &eddypb.HeartbeatResponse{Cancel: m.orphans(req.Tasks)}, nil
+}
+
+// MarkUnreachable records that the leader could not connect to a worker
+// instance: a call to it failed before reaching it (refused, reset, no
+// route). Until a heartbeat of that instance arrives after now, or the
+// heartbeat timeout marks the worker lost, Reachable reports false and the
+// scheduler leaves its slots alone, so that a job's next attempt does not
+// go to a worker that is probably dead. It is leader memory, like the
+// heartbeats: a new leader starts with every worker reachable.
+func (m *Manager) MarkUnreachable(id controlplane.WorkerID, instance string, cause error) {
+	w, ok := m.raft.State().Worker(id)
+	if !ok || w.InstanceId != instance || w.Status != eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
+		return
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	_, already := m.unreachable[id]
+	m.unreachable[id] = seen{instance, now}
+	m.mu.Unlock()
+	if !already {
+		m.cfg.Logger.Warn("worker unreachable: its slots are skipped until its next heartbeat", "worker_id", id, "instance_id", instance, "error", cause)
+	}
+}
+
+// Reachable reports whether the scheduler may place tasks on a worker
+// instance: false from a failed connection to it until its next heartbeat.
+func (m *Manager) Reachable(id controlplane.WorkerID, instance string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.unreachable[id]
+	return !ok || u.instance != instance
 }
 
 // orphans returns the job attempts a worker still runs tasks of that the
@@ -166,6 +229,9 @@ func (m *Manager) expire(ctx context.Context) {
 			m.cfg.Logger.Warn("mark worker lost", "worker_id", w.Id, "error", err)
 			continue
 		}
+		m.mu.Lock()
+		delete(m.unreachable, id)
+		m.mu.Unlock()
 		m.cfg.Logger.Warn("worker lost: no heartbeat", "worker_id", w.Id, "instance_id", w.InstanceId, "silent_for", now.Sub(last).Round(time.Millisecond).String())
 	}
 }

@@ -53,7 +53,13 @@ type cpWorker struct {
 	// onPrepare, when set, may refuse to prepare.
 	onPrepare func(req *eddypb.PrepareJobRequest) error
 
+	// hb is held while the worker heartbeats; down, set under it, stops
+	// the heartbeats of a stopped worker.
+	hb   sync.Mutex
+	down bool
+
 	mu       sync.Mutex
+	gs       *grpc.Server
 	prepared []*eddypb.PrepareJobRequest
 	deployed []*eddypb.DeployTasksRequest
 	running  map[string][]*eddypb.TaskRef // by job/attempt
@@ -82,12 +88,18 @@ func startCPWorker(t *testing.T, c *cptest.Cluster, id string, slots uint32, set
 		t.Cleanup(func() { conn.Close() })
 		w.cps = append(w.cps, eddypb.NewControlPlaneClient(conn))
 	}
-	gs := grpc.NewServer()
-	eddypb.RegisterWorkerServiceServer(gs, w)
-	go func() { _ = gs.Serve(ln) }()
+	w.serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done; gs.Stop(); w.acks.Wait() })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		w.mu.Lock()
+		gs := w.gs
+		w.mu.Unlock()
+		gs.Stop()
+		w.acks.Wait()
+	})
 	if err := w.register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -99,17 +111,57 @@ func startCPWorker(t *testing.T, c *cptest.Cluster, id string, slots uint32, set
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			var resp *eddypb.HeartbeatResponse
-			_ = w.call(ctx, func(cp eddypb.ControlPlaneClient) (err error) {
-				resp, err = cp.Heartbeat(ctx, &eddypb.HeartbeatRequest{WorkerId: w.id, InstanceId: w.id + "-i"})
-				return err
-			})
-			if resp.GetReregister() {
-				_ = w.register(ctx)
+			w.hb.Lock()
+			if !w.down {
+				var resp *eddypb.HeartbeatResponse
+				_ = w.call(ctx, func(cp eddypb.ControlPlaneClient) (err error) {
+					resp, err = cp.Heartbeat(ctx, &eddypb.HeartbeatRequest{WorkerId: w.id, InstanceId: w.id + "-i"})
+					return err
+				})
+				if resp.GetReregister() {
+					_ = w.register(ctx)
+				}
 			}
+			w.hb.Unlock()
 		}
 	}()
 	return w
+}
+
+func (w *cpWorker) serve(ln net.Listener) {
+	gs := grpc.NewServer()
+	eddypb.RegisterWorkerServiceServer(gs, w)
+	w.mu.Lock()
+	w.gs = gs
+	w.mu.Unlock()
+	go func() { _ = gs.Serve(ln) }()
+}
+
+// stop makes the worker vanish as a killed process does: no heartbeat
+// goes out once it returns, and its address refuses connections.
+func (w *cpWorker) stop() {
+	w.hb.Lock()
+	w.down = true
+	w.hb.Unlock()
+	w.mu.Lock()
+	gs := w.gs
+	w.mu.Unlock()
+	gs.Stop()
+}
+
+// resume brings a stopped worker back on its address, as the same
+// instance: a worker that was cut off, not restarted.
+func (w *cpWorker) resume() {
+	w.t.Helper()
+	var ln net.Listener
+	cptest.WaitFor(w.t, 5*time.Second, func() (err error) {
+		ln, err = net.Listen("tcp", w.addr)
+		return err
+	})
+	w.serve(ln)
+	w.hb.Lock()
+	w.down = false
+	w.hb.Unlock()
 }
 
 func (w *cpWorker) register(ctx context.Context) error {

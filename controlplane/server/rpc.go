@@ -113,6 +113,22 @@ func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// reconnect makes the cached connection to addr, if there is one and it
+// failed, dial again now rather than after its backoff: the worker or node
+// there just showed that it is up.
+func (s *Server) reconnect(addr string) {
+	s.connMu.Lock()
+	c := s.conns[addr]
+	s.connMu.Unlock()
+	if c == nil {
+		return
+	}
+	if st := c.GetState(); st == connectivity.Idle || st == connectivity.TransientFailure {
+		c.Connect()
+		c.ResetConnectBackoff()
+	}
+}
+
 func (s *Server) dialOptions() []grpc.DialOption {
 	dial := s.cfg.Dial
 	return []grpc.DialOption{

@@ -502,19 +502,23 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 	}
+	resources := resourcemanager.New(applier{s}, resourcemanager.Config{
+		Logger:            s.log.With("component", "resourcemanager"),
+		HeartbeatInterval: s.cfg.WorkerHeartbeatInterval,
+		HeartbeatTimeout:  s.cfg.WorkerHeartbeatTimeout,
+		Reconnect:         s.reconnect,
+	})
 	l := &leadership{
 		jobs: jobmanager.New(applier{s}, jobmanager.Config{
 			Logger:        s.log.With("component", "jobmanager"),
 			Worker:        s.workerClient,
+			Reachable:     resources.Reachable,
+			Unreachable:   resources.MarkUnreachable,
 			CheckArtifact: s.checkArtifact,
 			Checkpoints:   s.cps,
 			Savepoints:    s.sps,
 		}),
-		resources: resourcemanager.New(applier{s}, resourcemanager.Config{
-			Logger:            s.log.With("component", "resourcemanager"),
-			HeartbeatInterval: s.cfg.WorkerHeartbeatInterval,
-			HeartbeatTimeout:  s.cfg.WorkerHeartbeatTimeout,
-		}),
+		resources: resources,
 	}
 	s.leader.Store(l)
 	s.log.Info("leadership established", "took", time.Since(start).Round(time.Millisecond).String())
