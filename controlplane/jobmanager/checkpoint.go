@@ -150,6 +150,10 @@ type coordinator struct {
 	// stopped is set once a stop with savepoint completed: the tasks are
 	// finishing, nothing more is triggered. run's goroutine only.
 	stopped bool
+	// final is, by task, the state each task acknowledged in the last
+	// completed checkpoint it acknowledged (or that carried it): what the
+	// later checkpoints hold of it once it finished. run's goroutine only.
+	final map[taskKey]*finalState
 }
 
 // manualReq is a request for a checkpoint, or, with savepoint set, for a
@@ -192,7 +196,7 @@ func (m *Manager) ensureCoordinator(ctx context.Context, j *eddypb.Job, g *plugi
 	c := &coordinator{
 		m: m, id: id, attempt: j.Attempt, spec: j.Spec, graph: g, cfg: cfg,
 		acks: make(chan *eddypb.AcknowledgeCheckpointRequest, 256), manual: make(chan *manualReq),
-		done: make(chan struct{}),
+		done: make(chan struct{}), final: map[taskKey]*finalState{},
 	}
 	m.coords[id] = c
 	m.wg.Add(1)
@@ -434,7 +438,7 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *
 		c.failAndAbort(ctx, workers, id, "trigger: "+err.Error())
 		return
 	}
-	var states []*pluginpb.OperatorSubtaskState
+	acked := map[taskKey][]*pluginpb.OperatorSubtaskState{}
 	timeout := time.NewTimer(time.Duration(c.cfg.TimeoutMs) * time.Millisecond)
 	defer timeout.Stop()
 	for len(pending) > 0 {
@@ -476,14 +480,26 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *
 			}
 			if pending[k] {
 				delete(pending, k)
-				states = append(states, a.Ack.Operators...)
+				acked[k] = a.Ack.Operators
 			}
 		case <-changed:
 		}
 	}
 
-	// Every task acknowledged: the metadata makes it a checkpoint in
-	// storage, the Raft commit makes it the job's.
+	// Every task acknowledged. The tasks that finished without
+	// acknowledging it are in it with their last state.
+	carried, err := c.carryFinished(ctx, rec, dirName, acked)
+	if err != nil {
+		c.failAndAbort(ctx, workers, id, err.Error())
+		return
+	}
+	var states []*pluginpb.OperatorSubtaskState
+	for _, k := range sortedKeys(acked, carried) {
+		states = append(states, acked[k]...)
+		states = append(states, carried[k]...)
+	}
+	// The metadata makes it a checkpoint in storage, the Raft commit makes
+	// it the job's.
 	md, size := c.metadata(id, start, states)
 	md.Savepoint = rec.Savepoint
 	if err := c.writeMetadata(ctx, rec, dirName, md); err != nil {
@@ -504,6 +520,7 @@ func (c *coordinator) checkpoint(ctx context.Context, waiting []*manualReq, sp *
 		}
 		return
 	}
+	c.recordFinal(rec, acked, carried)
 	kind := "checkpoint"
 	if rec.Savepoint {
 		kind = "savepoint"
@@ -566,6 +583,26 @@ func (c *coordinator) metadata(id uint64, start time.Time, states []*pluginpb.Op
 		md.Operators = append(md.Operators, op)
 	}
 	return md, size
+}
+
+// sortedKeys returns the tasks of both maps, in order.
+func sortedKeys(a, b map[taskKey][]*pluginpb.OperatorSubtaskState) []taskKey {
+	out := make([]taskKey, 0, len(a)+len(b))
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, func(x, y taskKey) int {
+		if x.chain != y.chain {
+			return int(x.chain) - int(y.chain)
+		}
+		return int(x.subtask) - int(y.subtask)
+	})
+	return out
 }
 
 func slicesSorted[V any](m map[string]V) []string {

@@ -2,6 +2,7 @@ package jobmanager
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,25 @@ func TestCheckpointConfigOverrides(t *testing.T) {
 	}
 	if _, err := CheckpointConfig(&eddypb.JobSpec{Config: map[string]string{ConfigCheckpointInterval: "1s"}}, &pluginpb.JobGraph{}); !errors.Is(err, controlplane.ErrInvalidArgument) {
 		t.Errorf("interval on a job without checkpointing: %v", err)
+	}
+}
+
+func TestCarriedNames(t *testing.T) {
+	for name, want := range map[string]string{
+		"src-0.state":                     "../chk-4/src-0.state",
+		"../chk-2/src-0.state":            "../chk-2/src-0.state",
+		"../shared/chk-3/db-1-000007.sst": "../shared/chk-3/db-1-000007.sst",
+		"":                                "",
+	} {
+		if got := besideName(4, name); got != want {
+			t.Errorf("besideName(4, %q) = %q, want %q", name, got, want)
+		}
+	}
+	// A savepoint cannot take incremental state: it fails rather than
+	// leave the state out.
+	cp := &copier{rec: &eddypb.CheckpointRecord{CheckpointId: 5, Savepoint: true}, copied: map[string]string{}}
+	_, err := cp.carry(t.Context(), &finalState{cp: 3}, &pluginpb.OperatorSubtaskState{Uid: "sum", File: "sum-0.state", Shared: []string{"../shared/chk-3/x.sst"}})
+	if err == nil || !strings.Contains(err.Error(), "incremental state") {
+		t.Errorf("carrying incremental state into a savepoint: %v", err)
 	}
 }

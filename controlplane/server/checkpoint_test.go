@@ -48,6 +48,11 @@ type cpWorker struct {
 	// that file (relative to the checkpoint's directory) instead of
 	// writing one: a file carried over from an earlier checkpoint.
 	carry func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) string
+	// finish, when set, decides on a completion which tasks finish (a
+	// task whose input ended finishes once a checkpoint it acknowledged
+	// after its end completed): they acknowledge nothing more and are
+	// reported FINISHED.
+	finish func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) bool
 	// onDeploy, when set, may fail a deployed task at once.
 	onDeploy func(req *eddypb.DeployTasksRequest) (fail string, restoreFailed bool)
 	// onPrepare, when set, may refuse to prepare.
@@ -268,11 +273,24 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 		}
 		if stop {
 			delete(w.running, key(req.JobId, req.Attempt))
+		} else if w.finish != nil {
+			var left []*eddypb.TaskRef
+			finished := tasks[:0]
+			for _, t := range tasks {
+				if w.finish(req, t) {
+					finished = append(finished, t)
+				} else {
+					left = append(left, t)
+				}
+			}
+			w.running[key(req.JobId, req.Attempt)] = left
+			tasks, stop = finished, len(finished) > 0
 		}
 	}
 	w.mu.Unlock()
 	if stop {
-		// Stop with savepoint: the tasks finish once it completed.
+		// Stop with savepoint: the tasks finish once it completed; or
+		// those that finish.
 		go w.report(req.JobId, req.Attempt, tasks, eddypb.TaskState_TASK_STATE_FINISHED, "", false)
 	}
 	if req.Action != pluginpb.CheckpointAction_CHECKPOINT_ACTION_TRIGGER {
