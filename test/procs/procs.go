@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -669,7 +670,54 @@ type Result struct {
 	// Err is an error other than a non-zero exit.
 	Err  error
 	Took time.Duration
+	// Lines are the lines of Stdout and Stderr, in the order they were
+	// read, each with when it was read after the command started: the
+	// timings of a command that prints its progress.
+	Lines []Line
 }
+
+// Line is one line a command printed.
+type Line struct {
+	// At is when the line was read, from the command's start.
+	At     time.Duration
+	Stderr bool
+	Text   string
+}
+
+// lineStamper records the lines written to it with the time they arrive.
+// The writers of stdout and stderr run in goroutines of their own, so
+// they share it under a mutex.
+type lineStamper struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []Line
+}
+
+// stream returns the writer of one stream: it keeps its bytes in buf and
+// stamps each complete line.
+func (s *lineStamper) stream(buf *bytes.Buffer, stderr bool) io.Writer {
+	var partial []byte
+	return writerFunc(func(b []byte) (int, error) {
+		now := time.Since(s.start)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		buf.Write(b)
+		partial = append(partial, b...)
+		for {
+			i := bytes.IndexByte(partial, '\n')
+			if i < 0 {
+				break
+			}
+			s.lines = append(s.lines, Line{At: now, Stderr: stderr, Text: string(partial[:i])})
+			partial = partial[i+1:]
+		}
+		return len(b), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func (r Result) String() string {
 	s := fmt.Sprintf("eddy %s: exit %d after %s", strings.Join(r.Args, " "), r.Code, r.Took.Round(time.Millisecond))
@@ -696,13 +744,14 @@ func run(bin string, timeout time.Duration, args []string) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	stamp := &lineStamper{start: start}
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = stamp.stream(&stdout, false), stamp.stream(&stderr, true)
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = killWait
-	start := time.Now()
 	err := cmd.Run()
 	r := Result{Args: args, Took: time.Since(start), Code: -1}
 	var ee *exec.ExitError
@@ -717,6 +766,8 @@ func run(bin string, timeout time.Duration, args []string) Result {
 			r.Err = fmt.Errorf("no exit within %s: %w", timeout, err)
 		}
 	}
-	r.Stdout, r.Stderr = stdout.String(), stderr.String()
+	stamp.mu.Lock()
+	r.Stdout, r.Stderr, r.Lines = stdout.String(), stderr.String(), stamp.lines
+	stamp.mu.Unlock()
 	return r
 }
