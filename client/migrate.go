@@ -25,7 +25,7 @@ type MigrateOptions struct {
 	// Timeout bounds each step that waits: the savepoint, the job's end on
 	// the source, its start on the target. Default 5 minutes.
 	Timeout time.Duration
-	// Poll is how often progress is checked. Default 200 ms.
+	// Poll is how often progress is checked. Default 50 ms: the pause of a migration includes up to one poll.
 	Poll time.Duration
 }
 
@@ -53,7 +53,7 @@ func Migrate(ctx context.Context, src, dst *Client, id string, o MigrateOptions,
 		o.Timeout = 5 * time.Minute
 	}
 	if o.Poll <= 0 {
-		o.Poll = 200 * time.Millisecond
+		o.Poll = 50 * time.Millisecond
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
 	stay := MigrateResult{JobID: id}
