@@ -136,11 +136,13 @@ func (w *stateWriter) run() {
 	defer w.writers.Done()
 	for s := range w.queue {
 		if w.ctx.Err() != nil {
+			releaseSnapshot(s)
 			continue // the attempt ended: nobody waits for the ack
 		}
 		start := time.Now()
 		ops, err := w.write(s)
 		if err != nil {
+			releaseSnapshot(s)
 			if w.ctx.Err() == nil {
 				w.decline(s.Task, s.Checkpoint.ID, err)
 			}
@@ -185,6 +187,23 @@ func (w *stateWriter) write(s *engine.TaskSnapshot) ([]*pluginpb.OperatorSubtask
 			}
 		}
 		b := encodeStateFile(snap, o)
+		if snap.Incremental != nil {
+			// The files go beside the checkpoint's directory, in the job's
+			// shared one, where later checkpoints reference them; the
+			// manifest ends the state file.
+			jst, chk, err := w.jobStore(url)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %d: %w", id, err)
+			}
+			m, files, _, err := snap.Incremental.Upload(w.ctx, jst, "shared/"+chk)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %d: upload the state of operator %q subtask %d: %w", id, v.UID, s.Task.Subtask, err)
+			}
+			b = append(b, m...)
+			for _, f := range files {
+				o.Shared = append(o.Shared, "../"+f)
+			}
+		}
 		o.File = checkpoint.StateFileName(v.UID, s.Task.Subtask)
 		info, err := st.Put(w.ctx, prefix+o.File, bytes.NewReader(b))
 		if err != nil {
@@ -243,6 +262,44 @@ func (w *stateWriter) store(url string) (storage.Store, string, error) {
 	w.stores[key] = st
 	w.mu.Unlock()
 	return st, prefix, nil
+}
+
+// jobStore returns the store of the directory that holds checkpoint
+// directory url (the job's checkpoint directory), and url's name in it.
+func (w *stateWriter) jobStore(url string) (storage.Store, string, error) {
+	i := strings.LastIndex(url, "/")
+	if i < 0 || strings.HasSuffix(url[:i], "/") {
+		return nil, "", fmt.Errorf("checkpoint directory %s has no parent for shared state", url)
+	}
+	parent, name := url[:i], url[i+1:]
+	if w.base != "" && parent == w.base {
+		st, _, err := w.store(url)
+		return st, name, err
+	}
+	w.mu.Lock()
+	st := w.stores[parent]
+	w.mu.Unlock()
+	if st != nil {
+		return st, name, nil
+	}
+	st, err := storage.Open(w.ctx, parent)
+	if err != nil {
+		return nil, "", err
+	}
+	w.mu.Lock()
+	w.stores[parent] = st
+	w.mu.Unlock()
+	return st, name, nil
+}
+
+// releaseSnapshot drops the local files of the incremental snapshots of s
+// that will not be uploaded.
+func releaseSnapshot(s *engine.TaskSnapshot) {
+	for _, op := range s.Operators {
+		if op != nil && op.Incremental != nil {
+			op.Incremental.Release()
+		}
+	}
 }
 
 func wireTask(k engine.TaskKey) *pluginpb.TaskID {
@@ -409,6 +466,18 @@ func (r *restorer) restore(v *engine.Vertex, subtask, parallelism int, groups ke
 	}
 	for _, p := range a.Items {
 		snap.Items = append(snap.Items, data[p.File][p.Offset:p.Offset+p.Length:p.Offset+p.Length])
+	}
+	if len(a.Incremental) > 0 {
+		// Manifests name their files relative to the job's checkpoint
+		// directory, the parent of the checkpoint's.
+		st, _, err := r.storeOf("../" + checkpoint.MetadataName)
+		if err != nil {
+			return nil, fmt.Errorf("restore operator %q subtask %d: %w", v.UID, subtask, err)
+		}
+		for _, p := range a.Incremental {
+			snap.Restored = append(snap.Restored, engine.RestoredIncremental{
+				State: data[p.File][p.Offset : p.Offset+p.Length : p.Offset+p.Length], Store: st})
+		}
 	}
 	return snap, nil
 }

@@ -31,6 +31,7 @@ type Job struct {
 	uids           map[string]bool
 	checkpointing  *pluginpb.CheckpointConfig
 	restart        *pluginpb.RestartStrategy
+	stateBackend   StateBackend
 }
 
 // NewJob starts an empty job graph.
@@ -163,6 +164,15 @@ func NoRestart() RestartStrategy {
 	return RestartStrategy{&pluginpb.RestartStrategy{Kind: pluginpb.RestartStrategy_KIND_NONE}}
 }
 
+// SetStateBackend sets where the job's keyed state lives:
+// InMemoryStateBackend (the default) or PebbleStateBackend, for state
+// larger than memory with incremental checkpoints. Checkpoints restore into
+// the backend that took them; savepoints into either.
+func (j *Job) SetStateBackend(b StateBackend) *Job {
+	j.stateBackend = b
+	return j
+}
+
 // SetRestartStrategy sets how the job restarts after a failure (default:
 // the cluster's).
 func (j *Job) SetRestartStrategy(r RestartStrategy) *Job {
@@ -241,6 +251,16 @@ func add[T any](j *Job, kind string, stateful bool, inputs []engine.Edge, opts [
 	o := options{}
 	for _, f := range opts {
 		f(&o)
+	}
+	if stateful {
+		// Keyed operators find the job's state backend in their context.
+		inner := build
+		build = func(tc *engine.TaskContext, out any) (*engine.Operator, error) {
+			if j.stateBackend.pebble != nil {
+				tc.Ctx = withStateBackend(tc.Ctx, j.stateBackend)
+			}
+			return inner(tc, out)
+		}
 	}
 	v := &engine.Vertex{
 		ID: len(j.vertices), UID: o.uid, Name: o.name, Kind: kind, Parallelism: o.parallelism,

@@ -32,6 +32,7 @@ func process[K comparable, IN, OUT any](ks *KeyedStream[K, IN], kind string, fn 
 			}
 			if o, ok := fn.(Opener); ok {
 				if err := openSafely(o, op.ctx.rt); err != nil {
+					op.discard()
 					return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+	"github.com/eddy-streams/eddy/storage"
 )
 
 // memCheckpoints runs attempts of a job in this process with checkpoints
@@ -35,10 +36,47 @@ type memCheckpoints struct {
 	lastID uint64
 	// completed counts the checkpoints completed by the running attempt.
 	completed int
+	// shared holds the files of incremental snapshots (the Pebble state
+	// backend), uploaded when the snapshot is reported; uploaded counts
+	// the bytes each checkpoint uploaded.
+	shared   storage.Store
+	uploaded map[uint64]int64
 }
 
 func newMemCheckpoints(t *testing.T) *memCheckpoints {
-	return &memCheckpoints{t: t, parts: map[uint64][]*engine.TaskSnapshot{}}
+	return &memCheckpoints{t: t, parts: map[uint64][]*engine.TaskSnapshot{}, uploaded: map[uint64]int64{}}
+}
+
+// upload uploads the incremental snapshots of s, as the plugin's state
+// writer does, and keeps their manifests for restores.
+func (m *memCheckpoints) upload(s *engine.TaskSnapshot) error {
+	for v, os := range s.Operators {
+		if os == nil || os.Incremental == nil {
+			continue
+		}
+		m.mu.Lock()
+		if m.shared == nil {
+			st, err := storage.Open(context.Background(), "file://"+m.t.TempDir())
+			if err != nil {
+				m.mu.Unlock()
+				return err
+			}
+			m.shared = st
+		}
+		st := m.shared
+		m.mu.Unlock()
+		b, _, n, err := os.Incremental.Upload(context.Background(), st, fmt.Sprintf("shared/chk-%d", s.Checkpoint.ID))
+		if err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.uploaded[s.Checkpoint.ID] += n
+		m.mu.Unlock()
+		c := *os
+		c.Restored = []engine.RestoredIncremental{{State: b, Store: st}}
+		s.Operators[v] = &c
+	}
+	return nil
 }
 
 // memAttempt is one running attempt.
@@ -73,11 +111,27 @@ func (m *memCheckpoints) start(job *Job, p int, attempt uint64, restore bool, in
 		x.Restore = m.restorer(m.last, plan.MaxParallelism)
 	}
 	m.mu.Unlock()
-	x.OnSnapshot = func(s *engine.TaskSnapshot) {
+	report := func(s *engine.TaskSnapshot) {
 		m.mu.Lock()
 		m.parts[s.Checkpoint.ID] = append(m.parts[s.Checkpoint.ID], s)
 		m.mu.Unlock()
 		m.tryComplete(x, s.Checkpoint.ID)
+	}
+	x.OnSnapshot = func(s *engine.TaskSnapshot) {
+		for _, os := range s.Operators {
+			if os != nil && os.Incremental != nil {
+				// Uploaded off the task's goroutine, as the plugin does.
+				go func() {
+					if err := m.upload(s); err != nil {
+						m.t.Logf("task %s: upload checkpoint %d: %v", s.Task, s.Checkpoint.ID, err)
+						return
+					}
+					report(s)
+				}()
+				return
+			}
+		}
+		report(s)
 	}
 	x.OnState = func(k engine.TaskKey, st engine.TaskState, _ error) {
 		if st != engine.TaskFinished {
@@ -111,6 +165,13 @@ func (m *memCheckpoints) start(job *Job, p int, attempt uint64, restore bool, in
 				return
 			case <-tick.C:
 				m.mu.Lock()
+				if m.shared != nil && len(m.expected) > 0 {
+					// Uploads of incremental state take longer than the
+					// interval here: one checkpoint at a time, as the
+					// coordinator does.
+					m.mu.Unlock()
+					continue
+				}
 				m.nextID++
 				id := m.nextID
 				for _, k := range tasks {
@@ -277,6 +338,11 @@ func (m *memCheckpoints) restorer(cp map[string][]*engine.OperatorSnapshot, maxP
 			for kg, b := range s.KeyGroups {
 				if groups.Contains(kg) {
 					out.KeyGroups[kg] = b
+				}
+			}
+			if s.Incremental != nil {
+				if old := s.Incremental.Groups(); old.Start < groups.End && groups.Start < old.End {
+					out.Restored = append(out.Restored, s.Restored...)
 				}
 			}
 			for _, it := range s.Items {

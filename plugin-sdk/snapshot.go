@@ -93,10 +93,16 @@ func newStateCodec[V any]() *stateCodec[V] {
 }
 
 func (t tables[V]) writeGroup(g int, w *bytes.Buffer) error {
+	if t.pb != nil {
+		return t.pb.writeGroup(g, w)
+	}
 	return writeEntries(w, t.t[g], t.codec)
 }
 
 func (t tables[V]) readGroup(g int, b []byte) error {
+	if t.pb != nil {
+		return t.pb.readGroup(g, b)
+	}
 	return readEntries(t.t[g], t.codec, b, t.ttl)
 }
 
@@ -115,14 +121,9 @@ func (s *aggregatingState[IN, ACC, OUT]) readGroup(g int, b []byte) error {
 	return s.t.readGroup(g, b)
 }
 
-// The window operator's tables have no time to live; their codec comes
-// from codec.For's cache.
-func (s *nsTable[V]) writeGroup(g int, w *bytes.Buffer) error {
-	return writeEntries(w, s.t[g], newStateCodec[V]())
-}
-func (s *nsTable[V]) readGroup(g int, b []byte) error {
-	return readEntries(s.t[g], newStateCodec[V](), b, 0)
-}
+// The window operator's tables have no time to live.
+func (s *nsTable[V]) writeGroup(g int, w *bytes.Buffer) error { return s.tab.writeGroup(g, w) }
+func (s *nsTable[V]) readGroup(g int, b []byte) error         { return s.tab.readGroup(g, b) }
 
 // Every state kind is a snapshotter, reducingState through its valueState.
 var _ = []snapshotter{
@@ -212,7 +213,22 @@ func readEntries[V any](tab *table[V], sc *stateCodec[V], b []byte, ttl int64) e
 // of an operator subtask: one blob per key group of be.groups. It must run
 // in the task's goroutine, between records.
 func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
-	names := slices.Sorted(maps.Keys(be.states))
+	return snapshotGroups(be, t, true)
+}
+
+// snapshotGroups is snapshotKeyed; without states, the blobs hold the
+// timers only (the Pebble backend's checkpoints, whose state is in the
+// store's files).
+func snapshotGroups(be *keyedBackend, t *timers, states bool) (map[int][]byte, error) {
+	var names []string
+	if states {
+		names = slices.Sorted(maps.Keys(be.states))
+	}
+	if be.pb != nil {
+		if err := be.pb.flush(); err != nil {
+			return nil, err
+		}
+	}
 	snaps := make([]snapshotter, len(names))
 	for i, name := range names {
 		s, ok := be.states[name].(snapshotter)

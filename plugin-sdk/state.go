@@ -60,29 +60,45 @@ type keyedBackend struct {
 	states map[string]any
 	// sweepNext is the next key group (by position) the TTL sweep visits.
 	sweepNext int
+	// pb is the Pebble store of the state, nil when it is in memory.
+	pb *pebbleBackend
+	// naming is the name of the state being registered.
+	naming string
 }
 
 func newKeyedBackend(groups keygroup.Range) *keyedBackend {
 	return &keyedBackend{groups: groups, states: map[string]any{}}
 }
 
-// setKey makes an encoded key current, with its keygroup.Hash.
+// setKey makes an encoded key current, with its keygroup.Hash. It is
+// called between records, which is when the Pebble store writes back what
+// the previous records changed.
 func (be *keyedBackend) setKey(key []byte, hash uint64, kg int) {
+	if be.pb != nil && be.pb.dirty >= pebbleFlushEntries {
+		be.pb.flush()
+	}
 	be.key = key
 	be.hash = hash
 	be.kg = kg - be.groups.Start
 }
 
 // tables is one table per key group of the backend, with the state's time
-// to live.
+// to live: the store of one state. On the Pebble backend the tables are
+// not used and pb keeps the entries.
 type tables[V any] struct {
 	t     []*table[V]
 	ttl   int64          // ms; 0: entries live until cleared
 	codec *stateCodec[V] // built at registration, for snapshots
+	pb    *pebbleTable[V]
 }
 
 func newTables[V any](be *keyedBackend, cfg stateConfig) tables[V] {
-	t := tables[V]{t: make([]*table[V], be.groups.Len()), ttl: cfg.ttl.Milliseconds(), codec: newStateCodec[V]()}
+	t := tables[V]{ttl: cfg.ttl.Milliseconds(), codec: newStateCodec[V]()}
+	if be.pb != nil {
+		t.pb = newPebbleTable(be.pb, be.naming, t.ttl, t.codec)
+		return t
+	}
+	t.t = make([]*table[V], be.groups.Len())
 	for i := range t.t {
 		t.t[i] = newTable[V]()
 	}
@@ -91,10 +107,17 @@ func newTables[V any](be *keyedBackend, cfg stateConfig) tables[V] {
 
 // get returns the current key's entry; an expired one is removed and not
 // returned.
-func (t tables[V]) get(be *keyedBackend) *entry[V] {
-	e := t.t[be.kg].get(be.hash, be.key)
+func (t tables[V]) get(be *keyedBackend) *entry[V] { return t.getAt(be.kg, be.hash, be.key) }
+
+// getAt returns the entry of key in key group kg (relative to the
+// backend's range), with hash its keygroup.Hash.
+func (t tables[V]) getAt(kg int, hash uint64, key []byte) *entry[V] {
+	if t.pb != nil {
+		return t.pb.get(kg, hash, key)
+	}
+	e := t.t[kg].get(hash, key)
 	if e != nil && t.ttl > 0 && e.expires <= time.Now().UnixMilli() {
-		t.t[be.kg].del(be.hash, be.key)
+		t.t[kg].del(hash, key)
 		return nil
 	}
 	return e
@@ -102,31 +125,61 @@ func (t tables[V]) get(be *keyedBackend) *entry[V] {
 
 // put returns the current key's entry, creating it; a write renews the
 // time to live, as Flink's OnCreateAndWrite does.
-func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) {
-	tab := t.t[be.kg]
+func (t tables[V]) put(be *keyedBackend) (*entry[V], bool) { return t.putAt(be.kg, be.hash, be.key) }
+
+func (t tables[V]) putAt(kg int, hash uint64, key []byte) (*entry[V], bool) {
+	if t.pb != nil {
+		return t.pb.put(kg, hash, key)
+	}
+	tab := t.t[kg]
 	if t.ttl > 0 {
-		if e := t.get(be); e == nil {
+		if e := t.getAt(kg, hash, key); e == nil {
 			// Expired or absent: start afresh.
-			e, _ := tab.put(be.hash, be.key)
+			e, _ := tab.put(hash, key)
 			e.expires = time.Now().UnixMilli() + t.ttl
 			return e, true
 		}
 	}
-	e, created := tab.put(be.hash, be.key)
+	e, created := tab.put(hash, key)
 	if t.ttl > 0 {
 		e.expires = time.Now().UnixMilli() + t.ttl
 	}
 	return e, created
 }
 
-func (t tables[V]) del(be *keyedBackend) { t.t[be.kg].del(be.hash, be.key) }
+func (t tables[V]) del(be *keyedBackend) { t.delAt(be.kg, be.hash, be.key) }
+
+func (t tables[V]) delAt(kg int, hash uint64, key []byte) {
+	if t.pb != nil {
+		t.pb.del(kg, hash, key)
+		return
+	}
+	t.t[kg].del(hash, key)
+}
+
+// len returns the number of entries over all key groups.
+func (t tables[V]) len() int {
+	if t.pb != nil {
+		return t.pb.len()
+	}
+	n := 0
+	for _, tab := range t.t {
+		n += tab.len()
+	}
+	return n
+}
 
 // expireGroup removes the expired entries of one key group (by position in
 // the backend's range); states without a time to live have none.
 func (t tables[V]) expireGroup(g int, now int64) {
-	if t.ttl > 0 {
-		t.t[g].expire(now)
+	if t.ttl <= 0 {
+		return
 	}
+	if t.pb != nil {
+		t.pb.expireGroup(g, now)
+		return
+	}
+	t.t[g].expire(now)
 }
 
 // expirer is implemented by the state types, for the background sweep.
@@ -140,6 +193,9 @@ type expirer interface {
 func (be *keyedBackend) sweep() {
 	if be.groups.Len() == 0 {
 		return
+	}
+	if be.pb != nil {
+		be.pb.flush()
 	}
 	now := time.Now().UnixMilli()
 	g := be.sweepNext % be.groups.Len()
@@ -184,7 +240,9 @@ func register[S any](ctx RuntimeContext, name string, create func(*keyedBackend)
 		}
 		panic(fmt.Sprintf("sdk: state %q is registered twice with different types", name))
 	}
+	be.naming = name
 	s := create(be)
+	be.naming = ""
 	be.states[name] = s
 	return s
 }

@@ -49,17 +49,28 @@ type keyedCore[K comparable] struct {
 	domain   TimeDomain
 	wm       int64
 	timers   *timers
+	// pbErr is why the Pebble store of the state could not be opened.
+	pbErr error
 	// onTimer is called for each timer that fires, with its key current and
 	// the namespace it was registered with.
 	onTimer func(ns string, ts int64, domain TimeDomain) error
 }
 
 func newKeyedCore[K comparable](tc *engine.TaskContext, keyCodec codec.Codec[K]) *keyedCore[K] {
-	return &keyedCore[K]{
+	c := &keyedCore[K]{
 		tc: tc, be: newKeyedBackend(tc.KeyGroups), keyCodec: keyCodec, maxP: tc.MaxParallelism,
 		wm: MinWatermark, ts: NoTimestamp, timers: newTimers(),
 		onTimer: func(string, int64, TimeDomain) error { return nil },
 	}
+	if b := stateBackendOf(tc.Ctx); b.pebble != nil {
+		// A database that cannot be made fails the operator's build in
+		// checkpoint, which every keyed operator calls.
+		c.be.pb, c.pbErr = openPebbleBackend(tc, b.pebble)
+		if c.pbErr != nil {
+			c.be.pb = nil
+		}
+	}
+	return c
 }
 
 // runtime returns the RuntimeContext of the operator, through which state
@@ -73,8 +84,44 @@ func (c *keyedCore[K]) runtime() rtContext { return rtContext{tc: c.tc, be: c.be
 // Open). Restored processing-time timers are scheduled with the task.
 // Operator-level values that are not keyed (the watermark) start afresh,
 // as in Flink: the inputs bring the watermark again.
-func (c *keyedCore[K]) checkpoint(op *engine.Operator) error {
-	op.Snapshot = func(engine.CheckpointOptions) (*engine.OperatorSnapshot, error) {
+func (c *keyedCore[K]) checkpoint(op *engine.Operator) (err error) {
+	if c.pbErr != nil {
+		return c.pbErr
+	}
+	pb := c.be.pb
+	if pb != nil {
+		closeFn := op.Close
+		op.Close = func() error {
+			err := closeFn()
+			if cerr := pb.close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = pb.close()
+			}
+		}()
+		op.CheckpointComplete = chainNotify(op.CheckpointComplete, func(id uint64) error { pb.complete(id); return nil })
+		op.CheckpointAborted = chainNotify(op.CheckpointAborted, func(id uint64) error { pb.aborted(id); return nil })
+	}
+	op.Snapshot = func(cp engine.CheckpointOptions) (*engine.OperatorSnapshot, error) {
+		if pb != nil && !cp.Savepoint {
+			// The state is in the database's files, uploaded off the
+			// task's goroutine; the timers are in the key-group blobs.
+			groups, err := snapshotGroups(c.be, c.timers, false)
+			if err != nil {
+				return nil, err
+			}
+			s, err := pb.snapshot(cp.ID)
+			if err != nil {
+				return nil, err
+			}
+			return &engine.OperatorSnapshot{KeyGroups: groups, Incremental: s}, nil
+		}
+		// In memory, and savepoints of either backend: the canonical
+		// blobs, which restore into either.
 		groups, err := snapshotKeyed(c.be, c.timers)
 		if err != nil {
 			return nil, err
@@ -87,6 +134,15 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) error {
 	}
 	if len(r.Items) > 0 && !c.tc.AllowNonRestored {
 		return fmt.Errorf("restore: %d items of operator state for a keyed operator (another kind of operator had this uid?)", len(r.Items))
+	}
+	if len(r.Restored) > 0 {
+		if pb == nil {
+			if err := restoreIncrementalInMemory(c.tc.Ctx, c.be, r.Restored, c.tc.AllowNonRestored); err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+		} else if err := pb.restore(c.tc.Ctx, r.Restored); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 	}
 	if err := restoreKeyed(c.be, c.timers, r.KeyGroups, c.tc.AllowNonRestored); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -101,6 +157,28 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) error {
 	return nil
 }
 
+// discard releases the core's state store when its operator is not built
+// (checkpoint was not reached).
+func (c *keyedCore[K]) discard() {
+	if c.be.pb != nil {
+		_ = c.be.pb.close()
+		c.be.pb = nil
+	}
+}
+
+// chainNotify returns a checkpoint notification that calls f, then g.
+func chainNotify(f, g func(id uint64) error) func(id uint64) error {
+	if f == nil {
+		return g
+	}
+	return func(id uint64) error {
+		if err := f(id); err != nil {
+			return err
+		}
+		return g(id)
+	}
+}
+
 // setKey makes k the current key of the backend and of timers.
 func (c *keyedCore[K]) setKey(k K) error {
 	c.keyBuf = c.keyCodec.Append(c.keyBuf[:0], k)
@@ -111,6 +189,9 @@ func (c *keyedCore[K]) setKey(k K) error {
 	}
 	c.be.setKey(c.keyBuf, h, kg)
 	c.cur = k
+	if c.be.pb != nil && c.be.pb.err != nil {
+		return c.be.pb.err
+	}
 	return nil
 }
 
@@ -161,6 +242,9 @@ func (c *keyedCore[K]) fire(t timerKey, domain TimeDomain) error {
 	}
 	c.be.setKey(c.keyBuf[:n], keygroup.Hash(c.keyBuf[:n]), t.kg)
 	c.cur, c.ts, c.domain = k, t.ts, domain
+	if c.be.pb != nil && c.be.pb.err != nil {
+		return c.be.pb.err
+	}
 	return c.onTimer(t.key[n:], t.ts, domain)
 }
 
@@ -273,9 +357,11 @@ func addTwoInput[K comparable, A, B, OUT any](a *KeyedStream[K, A], b *KeyedStre
 				keyA: a.key, keyB: b.key, wms: [2]int64{MinWatermark, MinWatermark},
 			}
 			if err := setup(tc, op); err != nil {
+				op.core.discard()
 				return nil, fmt.Errorf("open %s: %w", tc.Vertex.Name, err)
 			}
 			if op.first == nil || op.second == nil {
+				op.core.discard()
 				return nil, errors.New("two-input operator without input handlers")
 			}
 			closeFn := op.close

@@ -35,16 +35,12 @@ type windowFuncs[K comparable, T, S, OUT any] struct {
 	close func() error
 }
 
-// nsTable is a state of the window operator: one table per key group of
-// the backend, keyed by the encoded key (and window).
-type nsTable[V any] struct{ t []*table[V] }
+// nsTable is a state of the window operator, keyed by the encoded key
+// (and window), in the backend's store (tables).
+type nsTable[V any] struct{ tab tables[V] }
 
 func newNSTable[V any](be *keyedBackend) *nsTable[V] {
-	s := &nsTable[V]{t: make([]*table[V], be.groups.Len())}
-	for i := range s.t {
-		s.t[i] = newTable[V]()
-	}
-	return s
+	return &nsTable[V]{tab: newTables[V](be, stateConfig{})}
 }
 
 // nsKey is a table key: the group (relative to the backend's range), the
@@ -55,18 +51,12 @@ type nsKey struct {
 	key  []byte
 }
 
-func (s *nsTable[V]) get(k nsKey) *entry[V]         { return s.t[k.kg].get(k.hash, k.key) }
-func (s *nsTable[V]) put(k nsKey) (*entry[V], bool) { return s.t[k.kg].put(k.hash, k.key) }
-func (s *nsTable[V]) del(k nsKey)                   { s.t[k.kg].del(k.hash, k.key) }
+func (s *nsTable[V]) get(k nsKey) *entry[V]         { return s.tab.getAt(k.kg, k.hash, k.key) }
+func (s *nsTable[V]) put(k nsKey) (*entry[V], bool) { return s.tab.putAt(k.kg, k.hash, k.key) }
+func (s *nsTable[V]) del(k nsKey)                   { s.tab.delAt(k.kg, k.hash, k.key) }
 
 // len returns the number of entries over all key groups.
-func (s *nsTable[V]) len() int {
-	n := 0
-	for _, t := range s.t {
-		n += t.len()
-	}
-	return n
-}
+func (s *nsTable[V]) len() int { return s.tab.len() }
 
 // windowBytes is the encoding of a window in state keys and timers: start
 // and end, big-endian with the sign flipped, so that bytes sort as numbers.

@@ -431,3 +431,62 @@ func TestFiles(t *testing.T) {
 		t.Fatalf("a file outside the directory: %v, want ErrCorrupt naming it", err)
 	}
 }
+
+// An incremental subtask state (one that lists shared files) ends its
+// state file with a manifest: Assign hands each new subtask the manifests
+// of the old subtasks whose key groups overlap its range, with the old
+// ranges, and the key-group blobs of its own range as usual.
+func TestAssignIncremental(t *testing.T) {
+	const maxP = 128
+	m := &pluginpb.CheckpointMetadata{CheckpointId: 4, MaxParallelism: maxP}
+	op := &pluginpb.OperatorState{Uid: "sum", Parallelism: 2, MaxParallelism: maxP}
+	for s := range 2 {
+		r := keyGroups(s, maxP, 2)
+		st := &pluginpb.OperatorSubtaskState{Uid: "sum", Subtask: uint32(s), File: fmt.Sprintf("sum-%d.state", s),
+			Shared: []string{fmt.Sprintf("../shared/chk-4/db%d-1-000005.sst", s)}}
+		var off int64
+		for kg := r.Start; kg < r.End; kg++ {
+			st.KeyGroups = append(st.KeyGroups, &pluginpb.KeyGroupSlice{KeyGroup: uint32(kg), Offset: off, Length: 3})
+			off += 3
+		}
+		st.Size = off + 100 // the manifest
+		op.Subtasks = append(op.Subtasks, st)
+	}
+	m.Operators = []*pluginpb.OperatorState{op}
+	for _, tc := range []struct {
+		p, s int
+		want []KeyGroupRange
+	}{
+		{1, 0, []KeyGroupRange{{0, 64}, {64, 128}}},
+		{3, 0, []KeyGroupRange{{0, 64}}},
+		{3, 1, []KeyGroupRange{{0, 64}, {64, 128}}},
+		{3, 2, []KeyGroupRange{{64, 128}}},
+	} {
+		r := keyGroups(tc.s, maxP, tc.p)
+		a, err := Assign(m, "sum", tc.s, tc.p, r, maxP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []KeyGroupRange
+		for _, p := range a.Incremental {
+			got = append(got, p.Groups)
+			if p.Offset != 64*3 || p.Length != 100 {
+				t.Fatalf("subtask %d of %d: manifest at [%d, +%d), want [192, +100)", tc.s, tc.p, p.Offset, p.Length)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Fatalf("subtask %d of %d: manifests of %v, want %v", tc.s, tc.p, got, tc.want)
+		}
+		if len(a.KeyGroups) != r.End-r.Start {
+			t.Fatalf("subtask %d of %d: %d key-group blobs, want %d", tc.s, tc.p, len(a.KeyGroups), r.End-r.Start)
+		}
+	}
+	files, err := Files(m, Dir(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"chk-6/sum-0.state", "chk-6/sum-1.state", "shared/chk-4/db0-1-000005.sst", "shared/chk-4/db1-1-000005.sst"}
+	if fmt.Sprint(files) != fmt.Sprint(want) {
+		t.Fatalf("files %q, want %q", files, want)
+	}
+}

@@ -328,3 +328,14 @@ func copyTo(ctx context.Context, store storage.Store, o Object, file string) err
 	}
 	return nil
 }
+
+// Unconfirm forgets the confirmed checkpoints: the next checkpoint uploads
+// every file. It is for a DB restored from files in a store that later
+// checkpoints go to another of (a job restored from another job's
+// checkpoint), whose files the new store's retention does not keep. Safe
+// from any goroutine.
+func (db *DB) Unconfirm() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.confirmed = map[string]Object{}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
@@ -134,6 +135,7 @@ func openPebble(dir string, groups keygroup.Range, opts Options) (*DB, error) {
 		// about the size of one version of the LSM.
 		MaxManifestFileSize: 1 << 20,
 		Logger:              quietLogger{},
+		FS:                  noSyncFS{vfs.Default},
 	}
 	// State is read by point lookups: a Bloom filter per table (inherited
 	// by every level) spares the reads of tables without the key.
@@ -344,4 +346,12 @@ func (quietLogger) Errorf(format string, args ...any) {
 
 func (quietLogger) Fatalf(format string, args ...any) {
 	panic("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Compacting reports whether compactions are running, and the bytes
+// Pebble estimates compactions still owe: measurements that want a settled
+// LSM wait for the first to turn false and the second to stop falling.
+func (db *DB) Compacting() (bool, uint64) {
+	m := db.pdb.Metrics()
+	return m.Compact.NumInProgress > 0, m.Compact.EstimatedDebt
 }
