@@ -26,3 +26,6 @@ func (w *Worker) PluginCount() int {
 	defer w.jobsMu.Unlock()
 	return len(w.jobs)
 }
+
+// EnvStateDir is the variable the worker sets for its plugins.
+const EnvStateDir = envStateDir

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +31,10 @@ type jobKey struct {
 	id      string
 	attempt uint64
 }
+
+// envStateDir is the variable that tells a job's plugin where to keep local
+// state files (sdk.EnvStateDir; the worker does not link the SDK).
+const envStateDir = "EDDY_STATE_DIR"
 
 func (k jobKey) String() string { return fmt.Sprintf("job %s attempt %d", k.id, k.attempt) }
 
@@ -98,6 +104,12 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 		jr.stderr = &stderrTail{}
 		jr.cmd = exec.Command(path, req.GetArgs()...)
 		jr.cmd.SysProcAttr = sysProcAttr()
+		if os.Getenv(envStateDir) == "" {
+			// State larger than memory (the Pebble backend) lives under the
+			// worker's data dir rather than the system's temp dir. The
+			// plugin also inherits the worker's environment.
+			jr.cmd.Env = []string{envStateDir + "=" + filepath.Join(w.cfg.DataDir, "state")}
+		}
 		jr.client = plugin.NewClient(&plugin.ClientConfig{
 			HandshakeConfig:  handshake.Config,
 			Plugins:          handshake.Plugins(nil),
