@@ -2,6 +2,7 @@ package procs
 
 import (
 	"bytes"
+	"io"
 	"testing"
 	"time"
 )
@@ -13,10 +14,16 @@ func TestLineStamper(t *testing.T) {
 	s := &lineStamper{start: time.Now()}
 	var out, errb bytes.Buffer
 	o, e := s.stream(&out, false), s.stream(&errb, true)
-	o.Write([]byte("first\nsec"))
+	write := func(w io.Writer, s string) {
+		t.Helper()
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(o, "first\nsec")
 	time.Sleep(20 * time.Millisecond)
-	e.Write([]byte("warn\n"))
-	o.Write([]byte("ond\n\nlast"))
+	write(e, "warn\n")
+	write(o, "ond\n\nlast")
 	want := []Line{{Text: "first"}, {Text: "warn", Stderr: true}, {Text: "second"}, {Text: ""}}
 	if len(s.lines) != len(want) {
 		t.Fatalf("lines %+v, want %+v", s.lines, want)
