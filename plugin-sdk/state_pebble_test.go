@@ -133,7 +133,9 @@ func TestPebbleStateKinds(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	check(2)
 	// The sweep deletes expired entries of keys never read again.
-	s.core.setKey("late")
+	if err := s.core.setKey("late"); err != nil {
+		t.Fatal(err)
+	}
 	ttl.Update("x")
 	time.Sleep(50 * time.Millisecond)
 	for range snapMaxP {
@@ -144,7 +146,9 @@ func TestPebbleStateKinds(t *testing.T) {
 	}
 	// Clearing removes the keys from Pebble.
 	for i := range 50 {
-		s.core.setKey(fmt.Sprint("k", i))
+		if err := s.core.setKey(fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
 		s.count.Clear()
 	}
 	if n := s.count.(*valueState[int64]).t.len(); n != 0 {
@@ -253,7 +257,9 @@ func TestPebbleSavepointCrossBackend(t *testing.T) {
 	write := func(s *snapSubtask) {
 		for i := range 40 {
 			k := fmt.Sprint("k", i)
-			s.core.setKey(k)
+			if err := s.core.setKey(k); err != nil {
+				t.Fatal(err)
+			}
 			s.count.Update(int64(i))
 			s.seen.Add(k)
 			s.attrs.Put(k, i)
@@ -272,7 +278,9 @@ func TestPebbleSavepointCrossBackend(t *testing.T) {
 					continue
 				}
 				n++
-				s.core.setKey(k)
+				if err := s.core.setKey(k); err != nil {
+					t.Fatal(err)
+				}
 				v, ok := s.count.Value()
 				m, _ := s.attrs.Get(k)
 				sum, _ := s.sum.Get()
@@ -541,7 +549,9 @@ func TestStateWriterPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []int{0, 49, 50, 49999} {
-		back.core.setKey(fmt.Sprint("key-", k))
+		if err := back.core.setKey(fmt.Sprint("key-", k)); err != nil {
+			t.Fatal(err)
+		}
 		want := fmt.Sprint(id)
 		if k >= 50 {
 			want = "1"

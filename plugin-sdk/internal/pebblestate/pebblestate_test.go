@@ -43,12 +43,11 @@ func openDB(t testing.TB, groups keygroup.Range) *DB {
 	return db
 }
 
-// entry is one stored entry, as the test expects it.
+// entry names one stored entry: its key group, state and key.
 type entry struct {
-	kg    int
-	st    StateID
-	key   string
-	value string
+	kg  int
+	st  StateID
+	key string
 }
 
 func (e entry) id() string { return fmt.Sprintf("%d/%d/%s", e.kg, e.st, e.key) }
@@ -477,7 +476,9 @@ func TestRescale(t *testing.T) {
 		got := dump(t, db)
 		for id, v := range got {
 			var kg int
-			fmt.Sscanf(id, "%d/", &kg)
+			if _, err := fmt.Sscanf(id, "%d/", &kg); err != nil {
+				t.Fatalf("entry %s: %v", id, err)
+			}
 			if !r.Contains(kg) {
 				t.Fatalf("new subtask %d (%v) holds %s of key group %d", i, r, id, kg)
 			}
