@@ -16,6 +16,7 @@ import (
 	"github.com/eddy-streams/eddy/controlplane/fsm"
 	"github.com/eddy-streams/eddy/proto/eddypb"
 	"github.com/eddy-streams/eddy/proto/pluginpb"
+	"github.com/eddy-streams/eddy/storage"
 	"github.com/eddy-streams/eddy/storage/checkpoint"
 )
 
@@ -143,10 +144,15 @@ type coordinator struct {
 	graph   *pluginpb.JobGraph
 	cfg     *pluginpb.CheckpointConfig
 
-	acks   chan *eddypb.AcknowledgeCheckpointRequest
-	manual chan *manualReq
-	queued []*manualReq  // requests that came during a checkpoint; run's goroutine only
-	done   chan struct{} // closed when the coordinator stops
+	acks chan *eddypb.AcknowledgeCheckpointRequest
+	// prevRefs are the files the retained checkpoints referenced at the
+	// previous cleanup: a plugin that has not yet seen the last completion
+	// builds its next incremental checkpoint on those, so they stay one
+	// more round. cleanup's goroutine only.
+	prevRefs map[string]bool
+	manual   chan *manualReq
+	queued   []*manualReq  // requests that came during a checkpoint; run's goroutine only
+	done     chan struct{} // closed when the coordinator stops
 	// stopped is set once a stop with savepoint completed: the tasks are
 	// finishing, nothing more is triggered. run's goroutine only.
 	stopped bool
@@ -643,16 +649,48 @@ func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uin
 		c.m.cfg.Logger.Warn("list checkpoints for cleanup", "job_id", c.id, "error", err)
 		return
 	}
-	for _, o := range objs {
-		rest := strings.TrimPrefix(o.Name, dirName+"/chk-")
-		n, err := strconv.ParseUint(rest[:max(strings.IndexByte(rest, '/'), 0)], 10, 64)
-		if err != nil || n >= completed || keep[n] || referenced[o.Name] {
-			continue
-		}
-		if err := st.Delete(ctx, o.Name); err != nil {
-			c.m.cfg.Logger.Warn("delete checkpoint file", "job_id", c.id, "name", o.Name, "error", err)
+	shared, err := st.List(ctx, dirName+"/shared/chk-")
+	if err != nil {
+		c.m.cfg.Logger.Warn("list shared checkpoint files for cleanup", "job_id", c.id, "error", err)
+		return
+	}
+	for _, name := range cleanupVictims(dirName, completed, objs, shared, keep, referenced, c.prevRefs) {
+		if err := st.Delete(ctx, name); err != nil {
+			c.m.cfg.Logger.Warn("delete checkpoint file", "job_id", c.id, "name", name, "error", err)
 		}
 	}
+	c.prevRefs = referenced
+}
+
+// cleanupVictims returns the checkpoint files that cleanup deletes once
+// checkpoint completed is committed: files of checkpoint directories
+// (objs, under dirName/chk-) older than completed and not retained (keep),
+// and incremental files shared between checkpoints (shared, under
+// dirName/shared/chk-N/, N the checkpoint that uploaded them) older than
+// completed; never a file a retained checkpoint references, nor one the
+// retained checkpoints of the previous round referenced (prev).
+func cleanupVictims(dirName string, completed uint64, objs, shared []storage.Info, keep map[uint64]bool, referenced, prev map[string]bool) []string {
+	var out []string
+	id := func(name, prefix string) (uint64, bool) {
+		rest := strings.TrimPrefix(name, prefix)
+		n, err := strconv.ParseUint(rest[:max(strings.IndexByte(rest, '/'), 0)], 10, 64)
+		return n, err == nil
+	}
+	for _, o := range objs {
+		n, ok := id(o.Name, dirName+"/chk-")
+		if !ok || n >= completed || keep[n] || referenced[o.Name] {
+			continue
+		}
+		out = append(out, o.Name)
+	}
+	for _, o := range shared {
+		n, ok := id(o.Name, dirName+"/shared/chk-")
+		if !ok || n >= completed || referenced[o.Name] || prev[o.Name] {
+			continue
+		}
+		out = append(out, o.Name)
+	}
+	return out
 }
 
 // send passes a checkpoint request to every worker of the attempt, in
