@@ -146,9 +146,12 @@ type coordinator struct {
 
 	acks chan *eddypb.AcknowledgeCheckpointRequest
 	// prevRefs are the files the retained checkpoints referenced at the
-	// previous cleanup: a plugin that has not yet seen the last completion
-	// builds its next incremental checkpoint on those, so they stay one
-	// more round. cleanup's goroutine only.
+	// previous cleanup, the previously completed checkpoint's among them:
+	// a plugin that has not yet seen the last completion (a COMPLETE may
+	// reach it after the next trigger) builds its next incremental
+	// checkpoint on those, so they stay one more round. Nil until this
+	// coordinator cleaned up once; cleanup then reads the previously
+	// completed checkpoint's metadata instead. cleanup's goroutine only.
 	prevRefs map[string]bool
 	manual   chan *manualReq
 	queued   []*manualReq  // requests that came during a checkpoint; run's goroutine only
@@ -622,8 +625,10 @@ func slicesSorted[V any](m map[string]V) []string {
 
 // cleanup deletes the files of every checkpoint of the job older than the
 // one just completed that is not retained: the ones retention dropped and
-// the remains of failed ones. It runs after the completion is committed, so
-// a retained checkpoint's files are never deleted.
+// the remains of failed ones, and the shared incremental files of older
+// checkpoints that neither a retained checkpoint nor the previously
+// completed one lists. It runs after the completion is committed, so a
+// retained checkpoint's files are never deleted.
 func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uint64) {
 	st := c.m.cfg.Checkpoints
 	keep := map[uint64]bool{}
@@ -649,17 +654,54 @@ func (c *coordinator) cleanup(ctx context.Context, dirName string, completed uin
 		c.m.cfg.Logger.Warn("list checkpoints for cleanup", "job_id", c.id, "error", err)
 		return
 	}
+	prev := c.prevRefs
+	if prev == nil {
+		// The first cleanup of this coordinator (a new attempt or a new
+		// leader): the previously completed checkpoint, retained or not,
+		// is in the history, and its metadata still in storage unless an
+		// earlier cleanup already deleted it.
+		prev = map[string]bool{}
+		if p, ok := previousCompleted(c.m.raft.State().CheckpointStats(c.id).GetHistory(), completed); ok && !keep[p] {
+			md, err := checkpoint.ReadMetadata(ctx, st, dirName+"/"+checkpoint.Dir(p))
+			var files []string
+			if err == nil {
+				files, err = checkpoint.Files(md, checkpoint.Dir(p))
+			}
+			switch {
+			case err == nil:
+				for _, f := range files {
+					prev[dirName+"/"+f] = true
+				}
+			case !errors.Is(err, storage.ErrNotFound):
+				c.m.cfg.Logger.Warn("read previous checkpoint for cleanup; nothing deleted", "job_id", c.id, "checkpoint_id", p, "error", err)
+				return
+			}
+		}
+	}
 	shared, err := st.List(ctx, dirName+"/shared/chk-")
 	if err != nil {
 		c.m.cfg.Logger.Warn("list shared checkpoint files for cleanup", "job_id", c.id, "error", err)
 		return
 	}
-	for _, name := range cleanupVictims(dirName, completed, objs, shared, keep, referenced, c.prevRefs) {
+	for _, name := range cleanupVictims(dirName, completed, objs, shared, keep, referenced, prev) {
 		if err := st.Delete(ctx, name); err != nil {
 			c.m.cfg.Logger.Warn("delete checkpoint file", "job_id", c.id, "name", name, "error", err)
 		}
 	}
 	c.prevRefs = referenced
+}
+
+// previousCompleted returns the newest checkpoint (not savepoint) of a
+// history that completed before checkpoint completed.
+func previousCompleted(history []*eddypb.CheckpointRecord, completed uint64) (uint64, bool) {
+	var id uint64
+	ok := false
+	for _, r := range history {
+		if r.Status == eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED && !r.Savepoint && r.CheckpointId < completed && (!ok || r.CheckpointId > id) {
+			id, ok = r.CheckpointId, true
+		}
+	}
+	return id, ok
 }
 
 // cleanupVictims returns the checkpoint files that cleanup deletes once

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/eddy-streams/eddy/proto/eddypb"
 	"github.com/eddy-streams/eddy/storage"
 )
 
@@ -45,5 +46,25 @@ func TestCleanupVictims(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Fatalf("cleanup deletes %q, want %q", got, want)
+	}
+}
+
+// A coordinator's first cleanup keeps the files of the checkpoint that
+// completed before: the newest completed checkpoint, not a savepoint nor a
+// failed one, older than the one just completed.
+func TestPreviousCompleted(t *testing.T) {
+	done := eddypb.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
+	h := []*eddypb.CheckpointRecord{
+		{CheckpointId: 2, Status: done},
+		{CheckpointId: 3, Status: done},
+		{CheckpointId: 4, Status: eddypb.CheckpointStatus_CHECKPOINT_STATUS_FAILED},
+		{CheckpointId: 5, Status: done, Savepoint: true},
+		{CheckpointId: 6, Status: done},
+	}
+	if id, ok := previousCompleted(h, 6); !ok || id != 3 {
+		t.Errorf("previous of 6: %d, %v; want 3", id, ok)
+	}
+	if _, ok := previousCompleted(h, 2); ok {
+		t.Error("a checkpoint before the first completed one")
 	}
 }

@@ -48,6 +48,11 @@ type cpWorker struct {
 	// that file (relative to the checkpoint's directory) instead of
 	// writing one: a file carried over from an earlier checkpoint.
 	carry func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) string
+	// shared, when set, gives a task's incremental state: the shared
+	// files its state lists (refs) and those it writes first (uploads),
+	// both named relative to the checkpoint's directory
+	// ("../shared/chk-<id>/<file>").
+	shared func(req *pluginpb.CheckpointRequest, t *eddypb.TaskRef) (refs, uploads []string)
 	// finish, when set, decides on a completion which tasks finish (a
 	// task whose input ended finishes once a checkpoint it acknowledged
 	// after its end completed): they acknowledge nothing more and are
@@ -330,10 +335,16 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 				if err == nil {
 					info, err = st.Put(ctx, name, strings.NewReader(strings.Repeat("s", 100+int(t.Subtask))))
 				}
+				var refs []string
+				if err == nil && w.shared != nil {
+					var uploads []string
+					refs, uploads = w.shared(req, t)
+					err = putShared(ctx, req.Url, uploads)
+				}
 				if err != nil {
 					ack.Error = err.Error()
 				} else {
-					ack.Operators = []*pluginpb.OperatorSubtaskState{{Uid: uid, Subtask: t.Subtask, File: name, Size: info.Size}}
+					ack.Operators = []*pluginpb.OperatorSubtaskState{{Uid: uid, Subtask: t.Subtask, File: name, Size: info.Size, Shared: refs}}
 				}
 			}
 		send:
@@ -346,6 +357,24 @@ func (w *cpWorker) Checkpoint(_ context.Context, req *pluginpb.CheckpointRequest
 		}
 	}()
 	return &pluginpb.CheckpointResponse{}, nil
+}
+
+// putShared writes files named relative to checkpoint directory url, in
+// the job's checkpoint directory beside it.
+func putShared(ctx context.Context, url string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	st, err := storage.Open(ctx, url[:strings.LastIndex(url, "/")])
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := st.Put(ctx, strings.TrimPrefix(n, "../"), strings.NewReader("sst "+n)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *cpWorker) deploys() []*eddypb.DeployTasksRequest {
