@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-
-	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
 
 // BuildRestored builds the operator of one subtask of vertex v of the
@@ -14,11 +12,8 @@ import (
 // that a restore the job cannot take is found before any task starts. The
 // operator's outputs discard and its timers are not scheduled.
 func (p *Plan) BuildRestored(ctx context.Context, v *Vertex, subtask int, restored *OperatorSnapshot, allowNonRestored bool) (err error) {
-	tc := &TaskContext{
-		JobName: p.JobName, Vertex: v, Subtask: subtask, Parallelism: v.Parallelism,
-		MaxParallelism: p.MaxParallelism, KeyGroups: keygroup.For(subtask, p.MaxParallelism, v.Parallelism),
-		Ctx: ctx, Sides: map[string]any{}, Restored: restored, AllowNonRestored: allowNonRestored,
-	}
+	tc := newTaskContext(ctx, p, v, subtask)
+	tc.Sides, tc.Restored, tc.AllowNonRestored = map[string]any{}, restored, allowNonRestored
 	for name, typ := range v.Sides {
 		tc.Sides[name] = typ.discard()
 	}

@@ -175,12 +175,19 @@ func (t *task) expectedChannels() map[ChannelKey]int {
 }
 
 func (t *task) taskContext(ctx context.Context, v *Vertex) *TaskContext {
+	tc := newTaskContext(ctx, t.x.Plan, v, t.key.Subtask)
+	tc.task, tc.AllowNonRestored, tc.Checkpointing = t, t.x.AllowNonRestored, t.x.Checkpointing
+	return tc
+}
+
+// newTaskContext is what every operator subtask of v learns of where it
+// runs, for a task and for a dry-run restore alike.
+func newTaskContext(ctx context.Context, p *Plan, v *Vertex, subtask int) *TaskContext {
 	return &TaskContext{
-		JobName: t.x.Plan.JobName, Vertex: v, Subtask: t.key.Subtask, Parallelism: v.Parallelism,
-		MaxParallelism: t.x.Plan.MaxParallelism,
-		KeyGroups:      keygroup.For(t.key.Subtask, t.x.Plan.MaxParallelism, v.Parallelism),
-		Ctx:            ctx, task: t,
-		AllowNonRestored: t.x.AllowNonRestored, Checkpointing: t.x.Checkpointing,
+		JobName: p.JobName, Vertex: v, Subtask: subtask, Parallelism: v.Parallelism,
+		MaxParallelism: p.MaxParallelism,
+		KeyGroups:      keygroup.For(subtask, p.MaxParallelism, v.Parallelism),
+		Ctx:            ctx,
 	}
 }
 
