@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,6 +82,61 @@ type jobRun struct {
 	endedClosed bool
 }
 
+// stateDir is where the plugin process of the run keeps local state: its
+// own directory under the worker's <data dir>/state, removed when the
+// process exits. It is empty when the worker's environment sets
+// EDDY_STATE_DIR: the plugins inherit it and the worker leaves it alone.
+func (jr *jobRun) stateDir() string {
+	if os.Getenv(envStateDir) != "" {
+		return ""
+	}
+	name := fmt.Sprintf("%s-%d", unsafeFileChars.ReplaceAllString(jr.key.id, "_"), jr.key.attempt)
+	return filepath.Join(jr.w.cfg.DataDir, stateDirName, name)
+}
+
+// removeStateDir removes the run's local state once its process is gone:
+// that state is in the attempt's checkpoints, or lost with the attempt,
+// and a process that crashed leaves it behind.
+func (jr *jobRun) removeStateDir() {
+	if dir := jr.stateDir(); dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			jr.log.Warn("remove the plugin's local state", "dir", dir, "err", err)
+		}
+	}
+}
+
+// stateDirName is the directory under the worker's data dir that holds
+// the plugins' local state.
+const stateDirName = "state"
+
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+// clearStateDir removes what plugin processes of an earlier run of the
+// worker left in <data dir>/state: no process of this one has started yet,
+// and a new attempt restores its state from a checkpoint.
+func clearStateDir(dataDir string, log *slog.Logger) error {
+	if os.Getenv(envStateDir) != "" {
+		return nil
+	}
+	dir := filepath.Join(dataDir, stateDirName)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("clear local state: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clear local state: %w", err)
+		}
+	}
+	if len(entries) > 0 {
+		log.Info("removed local state left by earlier plugin processes", "dir", dir, "entries", len(entries))
+	}
+	return nil
+}
+
 func (w *Worker) newJobRun(key jobKey) *jobRun {
 	return &jobRun{
 		w: w, key: key, log: w.log.With("job_id", key.id, "attempt", key.attempt),
@@ -99,16 +155,21 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 	}
 	sha := req.GetArtifact().GetSha256()
 	sum, _ := hex.DecodeString(sha) // checked by artifact
+	if dir := jr.stateDir(); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return status.Errorf(codes.Internal, "%s: local state directory: %v", jr.key, err)
+		}
+	}
 	var rpc plugin.ClientProtocol
 	for try := 1; ; try++ {
 		jr.stderr = &stderrTail{}
 		jr.cmd = exec.Command(path, req.GetArgs()...)
 		jr.cmd.SysProcAttr = sysProcAttr()
-		if os.Getenv(envStateDir) == "" {
+		if dir := jr.stateDir(); dir != "" {
 			// State larger than memory (the Pebble backend) lives under the
 			// worker's data dir rather than the system's temp dir. The
 			// plugin also inherits the worker's environment.
-			jr.cmd.Env = []string{envStateDir + "=" + filepath.Join(w.cfg.DataDir, "state")}
+			jr.cmd.Env = []string{envStateDir + "=" + dir}
 		}
 		jr.client = plugin.NewClient(&plugin.ClientConfig{
 			HandshakeConfig:  handshake.Config,
@@ -151,6 +212,7 @@ func (jr *jobRun) start(ctx context.Context, req *eddypb.PrepareJobRequest) erro
 	}
 	if err != nil {
 		jr.kill(false)
+		jr.removeStateDir()
 		return status.Errorf(codes.Internal, "artifact %s: dispense the task executor: %v", sha, err)
 	}
 	jr.log.Info("plugin started", "pid", jr.pid, "sha256", sha)
@@ -201,6 +263,7 @@ func (jr *jobRun) startFailed(sha string, err error) error {
 	if jr.cmd.Process != nil {
 		killGroup(jr.cmd.Process.Pid)
 	}
+	jr.removeStateDir()
 	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 		return status.Errorf(codes.Aborted, "artifact %s changed on disk between its check and its start; try again", sha)
 	}
@@ -276,6 +339,7 @@ func (jr *jobRun) monitor() {
 	}
 	jr.cancelEvents()
 	jr.kill(false)
+	jr.removeStateDir()
 	w.jobsMu.Lock()
 	if w.jobs[jr.key] == jr {
 		delete(w.jobs, jr.key)

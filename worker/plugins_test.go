@@ -237,7 +237,13 @@ func (r *recorder) WithGroup(g string) slog.Handler {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, cp: startFakeCP(t), dataDir: t.TempDir()}
+	return newEnvIn(t, t.TempDir())
+}
+
+// newEnvIn is newEnv with the worker's data dir given.
+func newEnvIn(t *testing.T, dataDir string) *env {
+	t.Helper()
+	e := &env{t: t, cp: startFakeCP(t), dataDir: dataDir}
 	url, err := storage.FileURL(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

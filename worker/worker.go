@@ -170,6 +170,9 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := clearStateDir(cfg.DataDir, cfg.Logger); err != nil {
+		return nil, err
+	}
 	w := &Worker{cfg: cfg, id: id, instance: newHex(8), log: cfg.Logger.With("worker_id", id),
 		reports: newReportQueue(), reportDone: make(chan struct{}),
 		jobs: map[jobKey]*jobRun{}, tasks: map[taskKey]*taskEntry{}, artBusy: map[string]chan struct{}{}}
