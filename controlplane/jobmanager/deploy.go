@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -419,7 +420,9 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 			defer mu.Unlock()
 			if err != nil && wid == validate {
 				if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-					errs = append(errs, &restoreRefused{msg: fmt.Sprintf("savepoint %s cannot be restored: %s", restore.Url, st.Message())})
+					// The plugin's message may name the savepoint too.
+					why := strings.TrimPrefix(st.Message(), "restore from "+restore.Url+": ")
+					errs = append(errs, &restoreRefused{msg: fmt.Sprintf("savepoint %s cannot be restored: %s", restore.Url, why)})
 					return
 				}
 			}

@@ -435,16 +435,17 @@ func TestRestoreValidationFailureFailsTheJobWithoutDeploying(t *testing.T) {
 	c := cptest.TestCluster(t, 1, opt)
 	cl := client.New(c.HTTPAddrs())
 	const why = `operator "count" state "sum": the savepoint holds a string, the job's codec reads int64`
+	url := writeSavepoint(t, savepointMetadata(), nil)
 	w := startCPWorker(t, c, "w1", 4, func(w *cpWorker) {
 		w.onPrepare = func(req *eddypb.PrepareJobRequest) error {
 			if req.ValidateRestore {
-				return status.Error(codes.FailedPrecondition, why)
+				// As the SDK's plugin words it.
+				return status.Error(codes.FailedPrecondition, "restore from "+req.Restore.GetUrl()+": "+why)
 			}
 			return nil
 		}
 	})
 	a := uploadFake(t, cl)
-	url := writeSavepoint(t, savepointMetadata(), nil)
 	j, err := cl.Submit(context.Background(), api.SubmitJob{Artifact: &a,
 		Graph:   cpGraph(2, &pluginpb.CheckpointConfig{}, &pluginpb.RestartStrategy{Kind: pluginpb.RestartStrategy_KIND_FIXED_DELAY, DelayMs: 10}),
 		Restore: &api.Restore{URL: url}})
@@ -454,6 +455,9 @@ func TestRestoreValidationFailureFailsTheJobWithoutDeploying(t *testing.T) {
 	j = waitStatus(t, cl, j.ID, "FAILED")
 	if !strings.Contains(j.StatusReason, why) || !strings.Contains(j.StatusReason, "savepoint "+url) || j.Restarts != 0 {
 		t.Fatalf("job %+v: want FAILED with the plugin's refusal and no restart", j)
+	}
+	if n := strings.Count(j.StatusReason, url); n != 1 {
+		t.Errorf("the refusal %q names the savepoint %d times, want once", j.StatusReason, n)
 	}
 	if d := w.deploys(); len(d) != 0 {
 		t.Fatalf("tasks deployed after the restore was refused: %v", d)

@@ -312,6 +312,9 @@ func TestRestoreRefusals(t *testing.T) {
 		if !strings.Contains(j.StatusReason, `"count"`) {
 			t.Errorf("a state of another type: the job failed with %q, which does not name the state", j.StatusReason)
 		}
+		if n := strings.Count(j.StatusReason, sp); n != 1 {
+			t.Errorf("a state of another type: the job failed with %q, which names the savepoint %d times, want once", j.StatusReason, n)
+		}
 		for _, ts := range j.Execution {
 			if ts.State == "RUNNING" || ts.State == "FINISHED" {
 				t.Errorf("a state of another type: task %s/%d ran (%s)", ts.Name, ts.Subtask, ts.State)
