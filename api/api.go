@@ -236,7 +236,16 @@ type Worker struct {
 	SlotsFree      uint32    `json:"slots_free"`
 	RegisteredAt   time.Time `json:"registered_at"`
 	StatusChangeAt time.Time `json:"status_changed_at"`
-	Tasks          []Task    `json:"tasks,omitempty"`
+	// Unreachable is set for an alive worker the leader could not reach:
+	// its slots are skipped until its next heartbeat.
+	Unreachable *Unreachable `json:"unreachable,omitempty"`
+	Tasks       []Task       `json:"tasks,omitempty"`
+}
+
+// Unreachable says since when, and why, the leader cannot reach a worker.
+type Unreachable struct {
+	Since time.Time `json:"since"`
+	Cause string    `json:"cause"`
 }
 
 // Workers is the body of GET /v1/workers.

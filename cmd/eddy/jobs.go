@@ -235,10 +235,23 @@ func newWorkersCmd(g *globals) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), ws)
 			}
 			var rows [][]string
+			var notes []string
 			for _, w := range ws {
-				rows = append(rows, []string{w.ID, w.Status, fmt.Sprintf("%d/%d", w.SlotsFree, w.Slots), w.Address, ago(w.StatusChangeAt)})
+				status, since := w.Status, w.StatusChangeAt
+				if u := w.Unreachable; u != nil {
+					// Alive by its heartbeats, but the leader's calls fail.
+					status, since = "UNREACHABLE", u.Since
+					notes = append(notes, fmt.Sprintf("%s: the leader cannot reach it (%s); its slots are skipped until its next heartbeat", w.ID, u.Cause))
+				}
+				rows = append(rows, []string{w.ID, status, fmt.Sprintf("%d/%d", w.SlotsFree, w.Slots), w.Address, ago(since)})
 			}
-			return table(cmd.OutOrStdout(), "ID\tSTATUS\tFREE SLOTS\tADDRESS\tSINCE", rows)
+			if err := table(cmd.OutOrStdout(), "ID\tSTATUS\tFREE SLOTS\tADDRESS\tSINCE", rows); err != nil {
+				return err
+			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.OutOrStdout(), n)
+			}
+			return nil
 		},
 	}
 }

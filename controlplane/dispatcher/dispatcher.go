@@ -489,11 +489,16 @@ func (d *dispatcher) listWorkers(w http.ResponseWriter, r *http.Request) {
 	for _, a := range resp.Assignments {
 		tasks[a.WorkerId] = append(tasks[a.WorkerId], task(a))
 	}
+	unreachable := map[string]*api.Unreachable{}
+	for _, u := range resp.Unreachable {
+		unreachable[u.WorkerId+"/"+u.InstanceId] = &api.Unreachable{Since: time.UnixMilli(u.SinceMs).UTC(), Cause: u.Cause}
+	}
 	out := api.Workers{Workers: []api.Worker{}}
 	for _, wk := range resp.Workers {
 		t := tasks[wk.Id]
 		out.Workers = append(out.Workers, api.Worker{
-			ID: wk.Id, Address: wk.Address, Status: strings.TrimPrefix(wk.Status.String(), "WORKER_STATUS_"),
+			Unreachable: unreachable[wk.Id+"/"+wk.InstanceId],
+			ID:          wk.Id, Address: wk.Address, Status: strings.TrimPrefix(wk.Status.String(), "WORKER_STATUS_"),
 			InstanceID: wk.InstanceId, Slots: wk.Slots, SlotsFree: wk.Slots - min(wk.Slots, uint32(len(t))),
 			RegisteredAt:   time.UnixMilli(wk.RegisteredAtMs).UTC(),
 			StatusChangeAt: time.UnixMilli(wk.StatusAtMs).UTC(),

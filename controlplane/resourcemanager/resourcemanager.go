@@ -1,10 +1,12 @@
 package resourcemanager
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +54,10 @@ type Manager struct {
 type seen struct {
 	instance string
 	at       time.Time
+	// For an unreachable worker: why, and the first failed call since it
+	// was last reachable.
+	cause string
+	since time.Time
 }
 
 // New returns a Manager whose term starts now.
@@ -89,7 +95,7 @@ func (m *Manager) Register(ctx context.Context, req *eddypb.RegisterWorkerReques
 		m.cfg.Reconnect(req.Address)
 	}
 	m.mu.Lock()
-	m.lastSeen[controlplane.WorkerID(req.WorkerId)] = seen{req.InstanceId, now}
+	m.lastSeen[controlplane.WorkerID(req.WorkerId)] = seen{instance: req.InstanceId, at: now}
 	if u, ok := m.unreachable[controlplane.WorkerID(req.WorkerId)]; ok && u.instance != req.InstanceId {
 		delete(m.unreachable, controlplane.WorkerID(req.WorkerId))
 	}
@@ -115,7 +121,7 @@ func (m *Manager) Heartbeat(_ context.Context, req *eddypb.HeartbeatRequest) (*e
 		return &eddypb.HeartbeatResponse{Reregister: true}, nil
 	}
 	m.mu.Lock()
-	m.lastSeen[id] = seen{req.InstanceId, now}
+	m.lastSeen[id] = seen{instance: req.InstanceId, at: now}
 	u, wasUnreachable := m.unreachable[id]
 	m.mu.Unlock()
 	recovered := wasUnreachable && u.instance == req.InstanceId && now.After(u.at)
@@ -149,12 +155,34 @@ func (m *Manager) MarkUnreachable(id controlplane.WorkerID, instance string, cau
 	}
 	now := m.cfg.Now()
 	m.mu.Lock()
-	_, already := m.unreachable[id]
-	m.unreachable[id] = seen{instance, now}
+	prev, already := m.unreachable[id]
+	since := now
+	if already && prev.instance == instance {
+		since = prev.since
+	}
+	m.unreachable[id] = seen{instance: instance, at: now, cause: cause.Error(), since: since}
 	m.mu.Unlock()
 	if !already {
 		m.cfg.Logger.Warn("worker unreachable: its slots are skipped until its next heartbeat", "worker_id", id, "instance_id", instance, "error", cause)
 	}
+}
+
+// Unreachable lists the alive workers the scheduler skips, oldest first.
+func (m *Manager) Unreachable() []*eddypb.UnreachableWorker {
+	st := m.raft.State()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*eddypb.UnreachableWorker
+	for id, u := range m.unreachable {
+		if w, ok := st.Worker(id); !ok || w.InstanceId != u.instance || w.Status != eddypb.WorkerStatus_WORKER_STATUS_ALIVE {
+			continue
+		}
+		out = append(out, &eddypb.UnreachableWorker{WorkerId: string(id), InstanceId: u.instance, SinceMs: u.since.UnixMilli(), Cause: u.cause})
+	}
+	slices.SortFunc(out, func(a, b *eddypb.UnreachableWorker) int {
+		return cmp.Or(cmp.Compare(a.SinceMs, b.SinceMs), cmp.Compare(a.WorkerId, b.WorkerId))
+	})
+	return out
 }
 
 // Reachable reports whether the scheduler may place tasks on a worker

@@ -88,6 +88,13 @@ func TestUnreachableUntilNextHeartbeatOfThatInstance(t *testing.T) {
 	if m.Reachable("w1", "w1-a") || !m.Reachable("w2", "w2-a") {
 		t.Fatal("w1 should be unreachable, w2 reachable")
 	}
+	// Listed since the first failure, with its cause, while failures go on.
+	since := clk.Now()
+	clk.advance(10 * time.Millisecond)
+	m.MarkUnreachable("w1", "w1-a", refused)
+	if u := m.Unreachable(); len(u) != 1 || u[0].WorkerId != "w1" || u[0].InstanceId != "w1-a" || u[0].SinceMs != since.UnixMilli() || u[0].Cause != refused.Error() {
+		t.Fatalf("unreachable workers %v, want w1 since %d: %v", u, since.UnixMilli(), refused)
+	}
 	// A heartbeat of the same moment may have left before the failure.
 	heartbeat("w1", "w1-a")
 	if m.Reachable("w1", "w1-a") {
@@ -100,8 +107,8 @@ func TestUnreachableUntilNextHeartbeatOfThatInstance(t *testing.T) {
 		t.Fatalf("w2's heartbeat made w1 reachable, or redialed %v", redialed)
 	}
 	heartbeat("w1", "w1-a")
-	if !m.Reachable("w1", "w1-a") {
-		t.Fatal("w1 still unreachable after its next heartbeat")
+	if !m.Reachable("w1", "w1-a") || len(m.Unreachable()) != 0 {
+		t.Fatalf("w1 still unreachable after its next heartbeat: %v", m.Unreachable())
 	}
 	if len(redialed) != 1 || redialed[0] != "w1:1" {
 		t.Fatalf("redialed %v, want w1's address once", redialed)

@@ -288,9 +288,22 @@ func (s *Server) ListJobs(ctx context.Context, req *eddypb.ListJobsRequest) (*ed
 }
 
 // ListWorkers returns every worker and the slot assignments.
+// The leader adds the workers it could not reach; a stale read, served
+// from any node's state, has none.
 func (s *Server) ListWorkers(ctx context.Context, req *eddypb.ListWorkersRequest) (*eddypb.ListWorkersResponse, error) {
-	return read(ctx, s, req, eddypb.ControlPlaneClient.ListWorkers, func(st *fsm.State) (*eddypb.ListWorkersResponse, error) {
-		return &eddypb.ListWorkersResponse{Workers: st.Workers(), Assignments: st.AllAssignments()}, nil
+	list := func(st *fsm.State) *eddypb.ListWorkersResponse {
+		return &eddypb.ListWorkersResponse{Workers: st.Workers(), Assignments: st.AllAssignments()}
+	}
+	if controlplane.Stale(ctx) {
+		return list(s.fsm.State()), nil
+	}
+	return call(ctx, s, req, true, eddypb.ControlPlaneClient.ListWorkers, func(_ context.Context, l *leadership) (*eddypb.ListWorkersResponse, error) {
+		if err := s.raft.VerifyLeader().Error(); err != nil {
+			return nil, raftError(err)
+		}
+		resp := list(s.fsm.State())
+		resp.Unreachable = l.resources.Unreachable()
+		return resp, nil
 	})
 }
 

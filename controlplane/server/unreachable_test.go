@@ -41,6 +41,23 @@ func workerStatus(t *testing.T, cl *client.Client, id string) (status, instance 
 	return "", ""
 }
 
+// workerUnreachable returns what the API says of a worker the leader
+// cannot reach: nil for a reachable one.
+func workerUnreachable(t *testing.T, cl *client.Client, id string) *api.Unreachable {
+	t.Helper()
+	ws, err := cl.Workers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		if w.ID == id {
+			return w.Unreachable
+		}
+	}
+	t.Fatalf("worker %s not listed in %+v", id, ws)
+	return nil
+}
+
 // A worker that stops answering (its process killed) is left out of the
 // next placement as soon as a call to it is refused, long before the
 // heartbeat timeout would mark it lost: the job's next attempt runs on the
@@ -88,9 +105,16 @@ func TestUnreachableWorkerSkippedUntilItsNextHeartbeat(t *testing.T) {
 		}
 		return nil
 	})
-	// w2 was not marked lost: it was skipped while still alive.
+	// w2 was not marked lost: it was skipped while still alive, and the
+	// workers' list says so.
 	if st, inst := workerStatus(t, cl, "w2"); st != "ALIVE" || inst != w2Instance {
 		t.Fatalf("w2 is %s as instance %s, want ALIVE as %s", st, inst, w2Instance)
+	}
+	if u := workerUnreachable(t, cl, "w2"); u == nil || u.Cause == "" || u.Since.IsZero() || time.Since(u.Since) > time.Minute {
+		t.Fatalf("w2 listed as unreachable %+v, want since when and why", u)
+	}
+	if u := workerUnreachable(t, cl, "w1"); u != nil {
+		t.Fatalf("w1 listed as unreachable %+v", u)
 	}
 	// One restart: the first attempt after the failure went to w1, none was
 	// placed on w2 again to fail at deploy.
@@ -132,6 +156,9 @@ func TestUnreachableWorkerSkippedUntilItsNextHeartbeat(t *testing.T) {
 	})
 	if st, inst := workerStatus(t, cl, "w2"); st != "ALIVE" || inst != w2Instance {
 		t.Fatalf("w2 is %s as instance %s, want ALIVE as %s", st, inst, w2Instance)
+	}
+	if u := workerUnreachable(t, cl, "w2"); u != nil {
+		t.Fatalf("w2 still listed as unreachable after its heartbeat: %+v", u)
 	}
 	if got, err := cl.Job(ctx, j.ID); err != nil || got.Status != "RUNNING" || got.Attempt != 2 {
 		t.Fatalf("first job after w2 came back: %+v, %v; want still RUNNING at attempt 2", got, err)

@@ -3409,9 +3409,12 @@ func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListWorkersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
-	Assignments   []*SlotAssignment      `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Workers     []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	Assignments []*SlotAssignment      `protobuf:"bytes,2,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	// Alive workers the leader could not reach, whose slots scheduling skips
+	// until their next heartbeat. Leader memory: empty in a stale read.
+	Unreachable   []*UnreachableWorker `protobuf:"bytes,3,rep,name=unreachable,proto3" json:"unreachable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3460,6 +3463,81 @@ func (x *ListWorkersResponse) GetAssignments() []*SlotAssignment {
 	return nil
 }
 
+func (x *ListWorkersResponse) GetUnreachable() []*UnreachableWorker {
+	if x != nil {
+		return x.Unreachable
+	}
+	return nil
+}
+
+type UnreachableWorker struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	SinceMs       int64                  `protobuf:"varint,3,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`
+	Cause         string                 `protobuf:"bytes,4,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreachableWorker) Reset() {
+	*x = UnreachableWorker{}
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreachableWorker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreachableWorker) ProtoMessage() {}
+
+func (x *UnreachableWorker) ProtoReflect() protoreflect.Message {
+	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreachableWorker.ProtoReflect.Descriptor instead.
+func (*UnreachableWorker) Descriptor() ([]byte, []int) {
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *UnreachableWorker) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *UnreachableWorker) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *UnreachableWorker) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+func (x *UnreachableWorker) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 type OverviewRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3468,7 +3546,7 @@ type OverviewRequest struct {
 
 func (x *OverviewRequest) Reset() {
 	*x = OverviewRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3558,7 @@ func (x *OverviewRequest) String() string {
 func (*OverviewRequest) ProtoMessage() {}
 
 func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[49]
+	mi := &file_eddypb_controlplane_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3571,7 @@ func (x *OverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewRequest.ProtoReflect.Descriptor instead.
 func (*OverviewRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{49}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
 }
 
 type OverviewResponse struct {
@@ -3514,7 +3592,7 @@ type OverviewResponse struct {
 
 func (x *OverviewResponse) Reset() {
 	*x = OverviewResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3604,7 @@ func (x *OverviewResponse) String() string {
 func (*OverviewResponse) ProtoMessage() {}
 
 func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[50]
+	mi := &file_eddypb_controlplane_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3617,7 @@ func (x *OverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverviewResponse.ProtoReflect.Descriptor instead.
 func (*OverviewResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{50}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *OverviewResponse) GetWorkers() uint32 {
@@ -3631,7 +3709,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3643,7 +3721,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[51]
+	mi := &file_eddypb_controlplane_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3656,7 +3734,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{51}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TaskStatus) GetJobId() string {
@@ -3733,7 +3811,7 @@ type ReportTasksRequest struct {
 
 func (x *ReportTasksRequest) Reset() {
 	*x = ReportTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3745,7 +3823,7 @@ func (x *ReportTasksRequest) String() string {
 func (*ReportTasksRequest) ProtoMessage() {}
 
 func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[52]
+	mi := &file_eddypb_controlplane_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3758,7 +3836,7 @@ func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
 func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{52}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReportTasksRequest) GetWorkerId() string {
@@ -3790,7 +3868,7 @@ type ReportTasksResponse struct {
 
 func (x *ReportTasksResponse) Reset() {
 	*x = ReportTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3802,7 +3880,7 @@ func (x *ReportTasksResponse) String() string {
 func (*ReportTasksResponse) ProtoMessage() {}
 
 func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[53]
+	mi := &file_eddypb_controlplane_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3815,7 +3893,7 @@ func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
 func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{53}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
 }
 
 type TaskRef struct {
@@ -3828,7 +3906,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3840,7 +3918,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[54]
+	mi := &file_eddypb_controlplane_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3853,7 +3931,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{54}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskRef) GetChain() uint32 {
@@ -3881,7 +3959,7 @@ type TaskPlacement struct {
 
 func (x *TaskPlacement) Reset() {
 	*x = TaskPlacement{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[55]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +3971,7 @@ func (x *TaskPlacement) String() string {
 func (*TaskPlacement) ProtoMessage() {}
 
 func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[55]
+	mi := &file_eddypb_controlplane_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +3984,7 @@ func (x *TaskPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskPlacement.ProtoReflect.Descriptor instead.
 func (*TaskPlacement) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{55}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TaskPlacement) GetChain() uint32 {
@@ -3950,7 +4028,7 @@ type PrepareJobRequest struct {
 
 func (x *PrepareJobRequest) Reset() {
 	*x = PrepareJobRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[56]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4040,7 @@ func (x *PrepareJobRequest) String() string {
 func (*PrepareJobRequest) ProtoMessage() {}
 
 func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[56]
+	mi := &file_eddypb_controlplane_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4053,7 @@ func (x *PrepareJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobRequest.ProtoReflect.Descriptor instead.
 func (*PrepareJobRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{56}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PrepareJobRequest) GetJobId() string {
@@ -4044,7 +4122,7 @@ type PrepareJobResponse struct {
 
 func (x *PrepareJobResponse) Reset() {
 	*x = PrepareJobResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[57]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4134,7 @@ func (x *PrepareJobResponse) String() string {
 func (*PrepareJobResponse) ProtoMessage() {}
 
 func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[57]
+	mi := &file_eddypb_controlplane_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4147,7 @@ func (x *PrepareJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareJobResponse.ProtoReflect.Descriptor instead.
 func (*PrepareJobResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{57}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PrepareJobResponse) GetDataAddr() string {
@@ -4103,7 +4181,7 @@ type DeployTasksRequest struct {
 
 func (x *DeployTasksRequest) Reset() {
 	*x = DeployTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[58]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4115,7 +4193,7 @@ func (x *DeployTasksRequest) String() string {
 func (*DeployTasksRequest) ProtoMessage() {}
 
 func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[58]
+	mi := &file_eddypb_controlplane_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4128,7 +4206,7 @@ func (x *DeployTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksRequest.ProtoReflect.Descriptor instead.
 func (*DeployTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{58}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DeployTasksRequest) GetJobId() string {
@@ -4202,7 +4280,7 @@ type DeployTasksResponse struct {
 
 func (x *DeployTasksResponse) Reset() {
 	*x = DeployTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[59]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4214,7 +4292,7 @@ func (x *DeployTasksResponse) String() string {
 func (*DeployTasksResponse) ProtoMessage() {}
 
 func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[59]
+	mi := &file_eddypb_controlplane_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4227,7 +4305,7 @@ func (x *DeployTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTasksResponse.ProtoReflect.Descriptor instead.
 func (*DeployTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{59}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{60}
 }
 
 type AcknowledgeCheckpointRequest struct {
@@ -4244,7 +4322,7 @@ type AcknowledgeCheckpointRequest struct {
 
 func (x *AcknowledgeCheckpointRequest) Reset() {
 	*x = AcknowledgeCheckpointRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[60]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4334,7 @@ func (x *AcknowledgeCheckpointRequest) String() string {
 func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[60]
+	mi := &file_eddypb_controlplane_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4347,7 @@ func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{60}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AcknowledgeCheckpointRequest) GetWorkerId() string {
@@ -4322,7 +4400,7 @@ type AcknowledgeCheckpointResponse struct {
 
 func (x *AcknowledgeCheckpointResponse) Reset() {
 	*x = AcknowledgeCheckpointResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[61]
+	mi := &file_eddypb_controlplane_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4334,7 +4412,7 @@ func (x *AcknowledgeCheckpointResponse) String() string {
 func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[61]
+	mi := &file_eddypb_controlplane_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4347,7 +4425,7 @@ func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{61}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{62}
 }
 
 type CancelTasksRequest struct {
@@ -4360,7 +4438,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[62]
+	mi := &file_eddypb_controlplane_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4372,7 +4450,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[62]
+	mi := &file_eddypb_controlplane_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4385,7 +4463,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{62}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -4410,7 +4488,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_eddypb_controlplane_proto_msgTypes[63]
+	mi := &file_eddypb_controlplane_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4422,7 +4500,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eddypb_controlplane_proto_msgTypes[63]
+	mi := &file_eddypb_controlplane_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4435,7 +4513,7 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{63}
+	return file_eddypb_controlplane_proto_rawDescGZIP(), []int{64}
 }
 
 var File_eddypb_controlplane_proto protoreflect.FileDescriptor
@@ -4690,10 +4768,17 @@ const file_eddypb_controlplane_proto_rawDesc = "" +
 	"reregister\x18\x01 \x01(\bR\n" +
 	"reregister\x123\n" +
 	"\x06cancel\x18\x02 \x03(\v2\x1b.eddy.v1.CancelTasksRequestR\x06cancel\"\x14\n" +
-	"\x12ListWorkersRequest\"{\n" +
+	"\x12ListWorkersRequest\"\xb9\x01\n" +
 	"\x13ListWorkersResponse\x12)\n" +
 	"\aworkers\x18\x01 \x03(\v2\x0f.eddy.v1.WorkerR\aworkers\x129\n" +
-	"\vassignments\x18\x02 \x03(\v2\x17.eddy.v1.SlotAssignmentR\vassignments\"\x11\n" +
+	"\vassignments\x18\x02 \x03(\v2\x17.eddy.v1.SlotAssignmentR\vassignments\x12<\n" +
+	"\vunreachable\x18\x03 \x03(\v2\x1a.eddy.v1.UnreachableWorkerR\vunreachable\"\x82\x01\n" +
+	"\x11UnreachableWorker\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x19\n" +
+	"\bsince_ms\x18\x03 \x01(\x03R\asinceMs\x12\x14\n" +
+	"\x05cause\x18\x04 \x01(\tR\x05cause\"\x11\n" +
 	"\x0fOverviewRequest\"\xdf\x02\n" +
 	"\x10OverviewResponse\x12\x18\n" +
 	"\aworkers\x18\x01 \x01(\rR\aworkers\x12\x1f\n" +
@@ -4840,7 +4925,7 @@ func file_eddypb_controlplane_proto_rawDescGZIP() []byte {
 }
 
 var file_eddypb_controlplane_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_eddypb_controlplane_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_eddypb_controlplane_proto_goTypes = []any{
 	(JobStatus)(0),                        // 0: eddy.v1.JobStatus
 	(WorkerStatus)(0),                     // 1: eddy.v1.WorkerStatus
@@ -4895,33 +4980,34 @@ var file_eddypb_controlplane_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),             // 50: eddy.v1.HeartbeatResponse
 	(*ListWorkersRequest)(nil),            // 51: eddy.v1.ListWorkersRequest
 	(*ListWorkersResponse)(nil),           // 52: eddy.v1.ListWorkersResponse
-	(*OverviewRequest)(nil),               // 53: eddy.v1.OverviewRequest
-	(*OverviewResponse)(nil),              // 54: eddy.v1.OverviewResponse
-	(*TaskStatus)(nil),                    // 55: eddy.v1.TaskStatus
-	(*ReportTasksRequest)(nil),            // 56: eddy.v1.ReportTasksRequest
-	(*ReportTasksResponse)(nil),           // 57: eddy.v1.ReportTasksResponse
-	(*TaskRef)(nil),                       // 58: eddy.v1.TaskRef
-	(*TaskPlacement)(nil),                 // 59: eddy.v1.TaskPlacement
-	(*PrepareJobRequest)(nil),             // 60: eddy.v1.PrepareJobRequest
-	(*PrepareJobResponse)(nil),            // 61: eddy.v1.PrepareJobResponse
-	(*DeployTasksRequest)(nil),            // 62: eddy.v1.DeployTasksRequest
-	(*DeployTasksResponse)(nil),           // 63: eddy.v1.DeployTasksResponse
-	(*AcknowledgeCheckpointRequest)(nil),  // 64: eddy.v1.AcknowledgeCheckpointRequest
-	(*AcknowledgeCheckpointResponse)(nil), // 65: eddy.v1.AcknowledgeCheckpointResponse
-	(*CancelTasksRequest)(nil),            // 66: eddy.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),           // 67: eddy.v1.CancelTasksResponse
-	nil,                                   // 68: eddy.v1.JobSpec.ConfigEntry
-	nil,                                   // 69: eddy.v1.PrepareJobRequest.ConfigEntry
-	nil,                                   // 70: eddy.v1.DeployTasksRequest.ConfigEntry
-	(*pluginpb.RestoreSpec)(nil),          // 71: eddy.plugin.v1.RestoreSpec
-	(*pluginpb.CheckpointAck)(nil),        // 72: eddy.plugin.v1.CheckpointAck
-	(*pluginpb.CheckpointRequest)(nil),    // 73: eddy.plugin.v1.CheckpointRequest
-	(*pluginpb.CheckpointResponse)(nil),   // 74: eddy.plugin.v1.CheckpointResponse
+	(*UnreachableWorker)(nil),             // 53: eddy.v1.UnreachableWorker
+	(*OverviewRequest)(nil),               // 54: eddy.v1.OverviewRequest
+	(*OverviewResponse)(nil),              // 55: eddy.v1.OverviewResponse
+	(*TaskStatus)(nil),                    // 56: eddy.v1.TaskStatus
+	(*ReportTasksRequest)(nil),            // 57: eddy.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),           // 58: eddy.v1.ReportTasksResponse
+	(*TaskRef)(nil),                       // 59: eddy.v1.TaskRef
+	(*TaskPlacement)(nil),                 // 60: eddy.v1.TaskPlacement
+	(*PrepareJobRequest)(nil),             // 61: eddy.v1.PrepareJobRequest
+	(*PrepareJobResponse)(nil),            // 62: eddy.v1.PrepareJobResponse
+	(*DeployTasksRequest)(nil),            // 63: eddy.v1.DeployTasksRequest
+	(*DeployTasksResponse)(nil),           // 64: eddy.v1.DeployTasksResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 65: eddy.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 66: eddy.v1.AcknowledgeCheckpointResponse
+	(*CancelTasksRequest)(nil),            // 67: eddy.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),           // 68: eddy.v1.CancelTasksResponse
+	nil,                                   // 69: eddy.v1.JobSpec.ConfigEntry
+	nil,                                   // 70: eddy.v1.PrepareJobRequest.ConfigEntry
+	nil,                                   // 71: eddy.v1.DeployTasksRequest.ConfigEntry
+	(*pluginpb.RestoreSpec)(nil),          // 72: eddy.plugin.v1.RestoreSpec
+	(*pluginpb.CheckpointAck)(nil),        // 73: eddy.plugin.v1.CheckpointAck
+	(*pluginpb.CheckpointRequest)(nil),    // 74: eddy.plugin.v1.CheckpointRequest
+	(*pluginpb.CheckpointResponse)(nil),   // 75: eddy.plugin.v1.CheckpointResponse
 }
 var file_eddypb_controlplane_proto_depIdxs = []int32{
 	4,  // 0: eddy.v1.JobSpec.artifact:type_name -> eddy.v1.ArtifactRef
-	68, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
-	71, // 2: eddy.v1.JobSpec.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	69, // 1: eddy.v1.JobSpec.config:type_name -> eddy.v1.JobSpec.ConfigEntry
+	72, // 2: eddy.v1.JobSpec.restore:type_name -> eddy.plugin.v1.RestoreSpec
 	5,  // 3: eddy.v1.Job.spec:type_name -> eddy.v1.JobSpec
 	0,  // 4: eddy.v1.Job.status:type_name -> eddy.v1.JobStatus
 	1,  // 5: eddy.v1.Worker.status:type_name -> eddy.v1.WorkerStatus
@@ -4938,7 +5024,7 @@ var file_eddypb_controlplane_proto_depIdxs = []int32{
 	7,  // 16: eddy.v1.RegisterWorkerCommand.worker:type_name -> eddy.v1.Worker
 	1,  // 17: eddy.v1.UpdateWorkerStatusCommand.status:type_name -> eddy.v1.WorkerStatus
 	8,  // 18: eddy.v1.AssignSlotsCommand.assignments:type_name -> eddy.v1.SlotAssignment
-	55, // 19: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
+	56, // 19: eddy.v1.UpdateTasksCommand.tasks:type_name -> eddy.v1.TaskStatus
 	0,  // 20: eddy.v1.StartAttemptCommand.status:type_name -> eddy.v1.JobStatus
 	0,  // 21: eddy.v1.StartAttemptCommand.expected:type_name -> eddy.v1.JobStatus
 	10, // 22: eddy.v1.CompleteCheckpointCommand.checkpoint:type_name -> eddy.v1.CheckpointRecord
@@ -4950,66 +5036,67 @@ var file_eddypb_controlplane_proto_depIdxs = []int32{
 	6,  // 28: eddy.v1.GetJobResponse.job:type_name -> eddy.v1.Job
 	8,  // 29: eddy.v1.GetJobResponse.assignments:type_name -> eddy.v1.SlotAssignment
 	10, // 30: eddy.v1.GetJobResponse.checkpoints:type_name -> eddy.v1.CheckpointRecord
-	55, // 31: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
+	56, // 31: eddy.v1.GetJobResponse.tasks:type_name -> eddy.v1.TaskStatus
 	11, // 32: eddy.v1.GetJobResponse.checkpoint_stats:type_name -> eddy.v1.JobCheckpoints
 	6,  // 33: eddy.v1.ListJobsResponse.jobs:type_name -> eddy.v1.Job
-	55, // 34: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
-	66, // 35: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
+	56, // 34: eddy.v1.HeartbeatRequest.tasks:type_name -> eddy.v1.TaskStatus
+	67, // 35: eddy.v1.HeartbeatResponse.cancel:type_name -> eddy.v1.CancelTasksRequest
 	7,  // 36: eddy.v1.ListWorkersResponse.workers:type_name -> eddy.v1.Worker
 	8,  // 37: eddy.v1.ListWorkersResponse.assignments:type_name -> eddy.v1.SlotAssignment
-	3,  // 38: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
-	55, // 39: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
-	4,  // 40: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
-	69, // 41: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
-	71, // 42: eddy.v1.PrepareJobRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
-	58, // 43: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
-	59, // 44: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
-	70, // 45: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
-	71, // 46: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
-	72, // 47: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
-	60, // 48: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
-	62, // 49: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
-	66, // 50: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
-	73, // 51: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
-	28, // 52: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
-	30, // 53: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
-	32, // 54: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
-	53, // 55: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
-	35, // 56: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
-	37, // 57: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
-	39, // 58: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
-	45, // 59: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
-	47, // 60: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
-	49, // 61: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
-	51, // 62: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
-	56, // 63: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
-	64, // 64: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
-	41, // 65: eddy.v1.ControlPlane.TriggerCheckpoint:input_type -> eddy.v1.TriggerCheckpointRequest
-	43, // 66: eddy.v1.ControlPlane.TriggerSavepoint:input_type -> eddy.v1.TriggerSavepointRequest
-	61, // 67: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
-	63, // 68: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
-	67, // 69: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
-	74, // 70: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
-	29, // 71: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
-	31, // 72: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
-	33, // 73: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
-	54, // 74: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
-	36, // 75: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
-	38, // 76: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
-	40, // 77: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
-	46, // 78: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
-	48, // 79: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
-	50, // 80: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
-	52, // 81: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
-	57, // 82: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
-	65, // 83: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
-	42, // 84: eddy.v1.ControlPlane.TriggerCheckpoint:output_type -> eddy.v1.TriggerCheckpointResponse
-	44, // 85: eddy.v1.ControlPlane.TriggerSavepoint:output_type -> eddy.v1.TriggerSavepointResponse
-	67, // [67:86] is the sub-list for method output_type
-	48, // [48:67] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	53, // 38: eddy.v1.ListWorkersResponse.unreachable:type_name -> eddy.v1.UnreachableWorker
+	3,  // 39: eddy.v1.TaskStatus.state:type_name -> eddy.v1.TaskState
+	56, // 40: eddy.v1.ReportTasksRequest.tasks:type_name -> eddy.v1.TaskStatus
+	4,  // 41: eddy.v1.PrepareJobRequest.artifact:type_name -> eddy.v1.ArtifactRef
+	70, // 42: eddy.v1.PrepareJobRequest.config:type_name -> eddy.v1.PrepareJobRequest.ConfigEntry
+	72, // 43: eddy.v1.PrepareJobRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	59, // 44: eddy.v1.DeployTasksRequest.tasks:type_name -> eddy.v1.TaskRef
+	60, // 45: eddy.v1.DeployTasksRequest.placement:type_name -> eddy.v1.TaskPlacement
+	71, // 46: eddy.v1.DeployTasksRequest.config:type_name -> eddy.v1.DeployTasksRequest.ConfigEntry
+	72, // 47: eddy.v1.DeployTasksRequest.restore:type_name -> eddy.plugin.v1.RestoreSpec
+	73, // 48: eddy.v1.AcknowledgeCheckpointRequest.ack:type_name -> eddy.plugin.v1.CheckpointAck
+	61, // 49: eddy.v1.WorkerService.PrepareJob:input_type -> eddy.v1.PrepareJobRequest
+	63, // 50: eddy.v1.WorkerService.DeployTasks:input_type -> eddy.v1.DeployTasksRequest
+	67, // 51: eddy.v1.WorkerService.CancelTasks:input_type -> eddy.v1.CancelTasksRequest
+	74, // 52: eddy.v1.WorkerService.Checkpoint:input_type -> eddy.plugin.v1.CheckpointRequest
+	28, // 53: eddy.v1.ControlPlane.Join:input_type -> eddy.v1.JoinRequest
+	30, // 54: eddy.v1.ControlPlane.Leave:input_type -> eddy.v1.LeaveRequest
+	32, // 55: eddy.v1.ControlPlane.Cluster:input_type -> eddy.v1.ClusterRequest
+	54, // 56: eddy.v1.ControlPlane.Overview:input_type -> eddy.v1.OverviewRequest
+	35, // 57: eddy.v1.ControlPlane.SubmitJob:input_type -> eddy.v1.SubmitJobRequest
+	37, // 58: eddy.v1.ControlPlane.CancelJob:input_type -> eddy.v1.CancelJobRequest
+	39, // 59: eddy.v1.ControlPlane.GetJob:input_type -> eddy.v1.GetJobRequest
+	45, // 60: eddy.v1.ControlPlane.ListJobs:input_type -> eddy.v1.ListJobsRequest
+	47, // 61: eddy.v1.ControlPlane.RegisterWorker:input_type -> eddy.v1.RegisterWorkerRequest
+	49, // 62: eddy.v1.ControlPlane.Heartbeat:input_type -> eddy.v1.HeartbeatRequest
+	51, // 63: eddy.v1.ControlPlane.ListWorkers:input_type -> eddy.v1.ListWorkersRequest
+	57, // 64: eddy.v1.ControlPlane.ReportTasks:input_type -> eddy.v1.ReportTasksRequest
+	65, // 65: eddy.v1.ControlPlane.AcknowledgeCheckpoint:input_type -> eddy.v1.AcknowledgeCheckpointRequest
+	41, // 66: eddy.v1.ControlPlane.TriggerCheckpoint:input_type -> eddy.v1.TriggerCheckpointRequest
+	43, // 67: eddy.v1.ControlPlane.TriggerSavepoint:input_type -> eddy.v1.TriggerSavepointRequest
+	62, // 68: eddy.v1.WorkerService.PrepareJob:output_type -> eddy.v1.PrepareJobResponse
+	64, // 69: eddy.v1.WorkerService.DeployTasks:output_type -> eddy.v1.DeployTasksResponse
+	68, // 70: eddy.v1.WorkerService.CancelTasks:output_type -> eddy.v1.CancelTasksResponse
+	75, // 71: eddy.v1.WorkerService.Checkpoint:output_type -> eddy.plugin.v1.CheckpointResponse
+	29, // 72: eddy.v1.ControlPlane.Join:output_type -> eddy.v1.JoinResponse
+	31, // 73: eddy.v1.ControlPlane.Leave:output_type -> eddy.v1.LeaveResponse
+	33, // 74: eddy.v1.ControlPlane.Cluster:output_type -> eddy.v1.ClusterResponse
+	55, // 75: eddy.v1.ControlPlane.Overview:output_type -> eddy.v1.OverviewResponse
+	36, // 76: eddy.v1.ControlPlane.SubmitJob:output_type -> eddy.v1.SubmitJobResponse
+	38, // 77: eddy.v1.ControlPlane.CancelJob:output_type -> eddy.v1.CancelJobResponse
+	40, // 78: eddy.v1.ControlPlane.GetJob:output_type -> eddy.v1.GetJobResponse
+	46, // 79: eddy.v1.ControlPlane.ListJobs:output_type -> eddy.v1.ListJobsResponse
+	48, // 80: eddy.v1.ControlPlane.RegisterWorker:output_type -> eddy.v1.RegisterWorkerResponse
+	50, // 81: eddy.v1.ControlPlane.Heartbeat:output_type -> eddy.v1.HeartbeatResponse
+	52, // 82: eddy.v1.ControlPlane.ListWorkers:output_type -> eddy.v1.ListWorkersResponse
+	58, // 83: eddy.v1.ControlPlane.ReportTasks:output_type -> eddy.v1.ReportTasksResponse
+	66, // 84: eddy.v1.ControlPlane.AcknowledgeCheckpoint:output_type -> eddy.v1.AcknowledgeCheckpointResponse
+	42, // 85: eddy.v1.ControlPlane.TriggerCheckpoint:output_type -> eddy.v1.TriggerCheckpointResponse
+	44, // 86: eddy.v1.ControlPlane.TriggerSavepoint:output_type -> eddy.v1.TriggerSavepointResponse
+	68, // [68:87] is the sub-list for method output_type
+	49, // [49:68] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_eddypb_controlplane_proto_init() }
@@ -5023,7 +5110,7 @@ func file_eddypb_controlplane_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eddypb_controlplane_proto_rawDesc), len(file_eddypb_controlplane_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   67,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
