@@ -147,6 +147,16 @@ func (t tables[V]) putAt(kg int, hash uint64, key []byte) (*entry[V], bool) {
 	return e, created
 }
 
+// set returns the current key's entry for a write that replaces its value
+// whole: on Pebble, without reading what the database holds.
+func (t tables[V]) set(be *keyedBackend) *entry[V] {
+	if t.pb != nil {
+		return t.pb.set(be.kg, be.hash, be.key)
+	}
+	e, _ := t.putAt(be.kg, be.hash, be.key)
+	return e
+}
+
 func (t tables[V]) del(be *keyedBackend) { t.delAt(be.kg, be.hash, be.key) }
 
 func (t tables[V]) delAt(kg int, hash uint64, key []byte) {
@@ -269,8 +279,7 @@ func (s *valueState[T]) Value() (T, bool) {
 }
 
 func (s *valueState[T]) Update(v T) {
-	e, _ := s.t.put(s.be)
-	e.val = v
+	s.t.set(s.be).val = v
 }
 
 func (s *valueState[T]) Clear() { s.t.del(s.be) }
@@ -304,7 +313,7 @@ func (s *listState[T]) Update(vs []T) {
 		s.Clear()
 		return
 	}
-	e, _ := s.t.put(s.be)
+	e := s.t.set(s.be)
 	e.val = append(e.val[:0:0], vs...)
 }
 

@@ -359,6 +359,9 @@ type pebbleTouched[V any] struct {
 	e       *entry[V]
 	existed bool   // the database holds the key
 	orig    []byte // its stored value
+	// blind is set for an entry written without reading the database:
+	// whether it held the key is unknown, so the flush writes the value.
+	blind bool
 }
 
 func newPebbleTable[V any](p *pebbleBackend, name string, ttl int64, c *stateCodec[V]) *pebbleTable[V] {
@@ -427,6 +430,24 @@ func (t *pebbleTable[V]) put(kg int, hash uint64, key []byte) (*entry[V], bool) 
 	return e, created
 }
 
+// set returns the entry of key for a value the caller replaces whole. A key
+// not in the cache is not read from the database (a point read costs more
+// than the write): its entry is written by the flush as it is then.
+func (t *pebbleTable[V]) set(kg int, hash uint64, key []byte) *entry[V] {
+	e := t.cache.get(hash, key)
+	if e == nil {
+		e, _ = t.cache.put(hash, key)
+		t.touched = append(t.touched, pebbleTouched[V]{kg: kg, e: e, blind: true})
+		t.p.dirty++
+	}
+	var zero V
+	e.val, e.expires = zero, 0
+	if t.ttl > 0 {
+		e.expires = time.Now().UnixMilli() + t.ttl
+	}
+	return e
+}
+
 func (t *pebbleTable[V]) del(kg int, hash uint64, key []byte) {
 	e := t.cache.get(hash, key)
 	if e == nil {
@@ -445,13 +466,13 @@ func (t *pebbleTable[V]) flush(b *pebblestate.Batch) error {
 		switch {
 		case err != nil:
 		case e.expires == gone:
-			if tc.existed {
+			if tc.existed || tc.blind {
 				err = b.Delete(kg, t.id, e.Key())
 			}
 		default:
 			t.buf = binary.AppendVarint(t.buf[:0], e.expires)
 			t.buf = t.codec.c.Append(t.buf, e.val)
-			if !tc.existed || !bytes.Equal(t.buf, tc.orig) {
+			if tc.blind || !tc.existed || !bytes.Equal(t.buf, tc.orig) {
 				err = b.Put(kg, t.id, e.Key(), t.buf)
 			}
 		}

@@ -561,3 +561,83 @@ func TestStateWriterPebble(t *testing.T) {
 		}
 	}
 }
+
+// A value or list replaced whole is written without reading the database
+// first: what it replaces, a Clear after it and a time to live all come
+// out as when the old value was read.
+func TestPebbleBlindWrites(t *testing.T) {
+	s := pebbleSubtask(t, keygroup.Range{Start: 0, End: snapMaxP}, t.TempDir())
+	ttl := NewValueState[string](s.core.runtime(), "renewed", WithTTL(time.Second))
+	key := func(i int) {
+		t.Helper()
+		if err := s.core.setKey(fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush := func() {
+		t.Helper()
+		if err := s.core.be.pb.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		key(i)
+		s.count.Update(int64(i))
+		s.seen.Update([]string{"a", fmt.Sprint(i)})
+		ttl.Update("first")
+	}
+	flush()
+	start := time.Now()
+	// Every key is in the database and none in the cache: each write
+	// below is blind.
+	for i := range 60 { // k50-k59 are new
+		key(i)
+		s.count.Update(int64(i + 100))
+		if i%2 == 0 {
+			s.count.Clear()
+		}
+		switch {
+		case i%3 == 0:
+			s.seen.Update(nil)
+		default:
+			s.seen.Update([]string{"b"})
+			s.seen.Add("c")
+		}
+	}
+	flush()
+	for i := range 60 {
+		key(i)
+		v, ok := s.count.Value()
+		if want := i%2 == 1; ok != want || (ok && v != int64(i+100)) {
+			t.Fatalf("k%d: count %d %v after a blind update, want %d present=%v", i, v, ok, i+100, want)
+		}
+		want := "[b c]"
+		if i%3 == 0 {
+			want = "[]"
+		}
+		if got := fmt.Sprint(s.seen.Get()); got != want {
+			t.Fatalf("k%d: list %s after a blind update, want %s", i, got, want)
+		}
+	}
+	if n := s.count.(*valueState[int64]).t.len(); n != 30 {
+		t.Fatalf("%d counts in the database, want 30: a Clear after a blind update left the old value", n)
+	}
+	if n := s.seen.(*listState[string]).t.len(); n != 40 {
+		t.Fatalf("%d lists in the database, want 40", n)
+	}
+
+	// A blind update renews the time to live.
+	time.Sleep(time.Second - time.Since(start) - 200*time.Millisecond)
+	for i := range 50 {
+		key(i)
+		ttl.Update("second")
+	}
+	flush()
+	time.Sleep(time.Until(start.Add(time.Second + 200*time.Millisecond)))
+	for i := range 50 {
+		key(i)
+		if v, ok := ttl.Value(); !ok || v != "second" {
+			t.Fatalf("k%d: %q %v after its time to live was renewed by a blind update", i, v, ok)
+		}
+	}
+}

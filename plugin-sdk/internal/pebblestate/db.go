@@ -40,6 +40,10 @@ type Options struct {
 	// UploadConcurrency is how many files an upload or a restore
 	// transfers at once; 0 means 4.
 	UploadConcurrency int
+	// EventListener, when set, is told of Pebble's flushes, compactions
+	// and other events (benchmarks use it to see which files a
+	// checkpoint uploads and why).
+	EventListener *pebble.EventListener
 }
 
 func (o Options) withDefaults() Options {
@@ -136,6 +140,7 @@ func openPebble(dir string, groups keygroup.Range, opts Options) (*DB, error) {
 		MaxManifestFileSize: 1 << 20,
 		Logger:              quietLogger{},
 		FS:                  noSyncFS{vfs.Default},
+		EventListener:       opts.EventListener,
 	}
 	// State is read by point lookups: a Bloom filter per table (inherited
 	// by every level) spares the reads of tables without the key.
@@ -354,4 +359,13 @@ func (quietLogger) Fatalf(format string, args ...any) {
 func (db *DB) Compacting() (bool, uint64) {
 	m := db.pdb.Metrics()
 	return m.Compact.NumInProgress > 0, m.Compact.EstimatedDebt
+}
+
+// Flush writes the memtable to L0 files. Snapshot does it itself;
+// measurements call it to settle the LSM before one.
+func (db *DB) Flush() error {
+	if err := db.pdb.Flush(); err != nil {
+		return fmt.Errorf("state db %s: flush: %w", db.dir, err)
+	}
+	return nil
 }
