@@ -97,11 +97,13 @@ func (w *stateWriter) onSnapshot(s *engine.TaskSnapshot) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
+		s.Release()
 		return
 	}
 	select {
 	case w.queue <- s:
 	default:
+		s.Release()
 		w.decline(s.Task, s.Checkpoint.ID, fmt.Errorf("%d snapshots are waiting to be written: storage is too slow for the checkpoint interval", len(w.queue)))
 	}
 }
@@ -136,13 +138,13 @@ func (w *stateWriter) run() {
 	defer w.writers.Done()
 	for s := range w.queue {
 		if w.ctx.Err() != nil {
-			releaseSnapshot(s)
+			s.Release()
 			continue // the attempt ended: nobody waits for the ack
 		}
 		start := time.Now()
 		ops, err := w.write(s)
 		if err != nil {
-			releaseSnapshot(s)
+			s.Release()
 			if w.ctx.Err() == nil {
 				w.decline(s.Task, s.Checkpoint.ID, err)
 			}
@@ -170,6 +172,11 @@ func (w *stateWriter) write(s *engine.TaskSnapshot) ([]*pluginpb.OperatorSubtask
 		vs = append(vs, v)
 	}
 	sort.Slice(vs, func(i, j int) bool { return vs[i].ID < vs[j].ID })
+	// The in-memory state backend's blobs are written here, off the
+	// task's goroutine, from the state it froze.
+	if err := s.Materialize(); err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", id, err)
+	}
 	var st storage.Store
 	var prefix string
 	ops := make([]*pluginpb.OperatorSubtaskState, 0, len(vs))
@@ -290,16 +297,6 @@ func (w *stateWriter) jobStore(url string) (storage.Store, string, error) {
 	w.stores[parent] = st
 	w.mu.Unlock()
 	return st, name, nil
-}
-
-// releaseSnapshot drops the local files of the incremental snapshots of s
-// that will not be uploaded.
-func releaseSnapshot(s *engine.TaskSnapshot) {
-	for _, op := range s.Operators {
-		if op != nil && op.Incremental != nil {
-			op.Incremental.Release()
-		}
-	}
 }
 
 func wireTask(k engine.TaskKey) *pluginpb.TaskID {

@@ -851,3 +851,95 @@ func TestEventLogKeepsStatesAndRecentAcks(t *testing.T) {
 		t.Fatalf("since the end: %d events", len(evs))
 	}
 }
+
+// Frozen in-memory state is released on every path through the writer:
+// written, declined for want of a directory or a store, handed over after
+// the writer closed, or dropped because the attempt ended.
+func TestStateWriterReleasesFrozenState(t *testing.T) {
+	s := newSnapSubtask(keygroup.Range{Start: 0, End: snapMaxP}, "")
+	for i := range 50 {
+		s.setKey(t, snapKey(i))
+		s.count.Update(int64(i))
+	}
+	frozen := func(id uint64) *engine.TaskSnapshot {
+		t.Helper()
+		f, err := freezeKeyed(s.core.be, s.core.timers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &engine.Vertex{ID: 1, UID: "op"}
+		return &engine.TaskSnapshot{Task: engine.TaskKey{JobID: "j", Attempt: 1}, Checkpoint: engine.CheckpointOptions{ID: id},
+			Operators: map[*engine.Vertex]*engine.OperatorSnapshot{v: {Deferred: f}}}
+	}
+	live := func() int {
+		s.core.be.cow.mu.Lock()
+		defer s.core.be.cow.mu.Unlock()
+		n := 0
+		for _, c := range s.core.be.cow.live {
+			n += c
+		}
+		return n
+	}
+	var mu sync.Mutex
+	acks := map[uint64]*pluginpb.CheckpointAck{}
+	emit := func(ev *pluginpb.TaskEvent) {
+		mu.Lock()
+		acks[ev.GetAck().GetCheckpointId()] = ev.GetAck()
+		mu.Unlock()
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newStateWriter(ctx, "", 1, emit)
+	w.onSnapshot(frozen(3)) // never triggered
+	w.triggered(4, fileURL(t, file)+"/chk-4")
+	w.onSnapshot(frozen(4)) // a directory under a file
+	dir := t.TempDir()
+	w.triggered(5, fileURL(t, dir)+"/chk-5")
+	w.onSnapshot(frozen(5))
+	w.close()
+	w.onSnapshot(frozen(6)) // after the close
+	if n := live(); n != 0 {
+		t.Fatalf("%d frozen snapshots left after the writer closed", n)
+	}
+	if a := acks[5]; a == nil || a.GetError() != "" || len(a.GetOperators()) != 1 || a.GetOperators()[0].GetSize() == 0 {
+		t.Fatalf("checkpoint 5: %v, want an acknowledgement of its state file", a)
+	}
+	for _, id := range []uint64{3, 4} {
+		if a := acks[id]; a == nil || a.GetError() == "" {
+			t.Fatalf("checkpoint %d: %v, want a decline", id, a)
+		}
+	}
+	// The written file restores to the state.
+	b, err := os.ReadFile(filepath.Join(dir, "chk-5", acks[5].GetOperators()[0].GetFile()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[int][]byte{}
+	for _, p := range acks[5].GetOperators()[0].GetKeyGroups() {
+		groups[int(p.GetKeyGroup())] = b[p.GetOffset() : p.GetOffset()+p.GetLength()]
+	}
+	r := newSnapSubtask(keygroup.Range{Start: 0, End: snapMaxP}, "")
+	if err := restoreKeyed(r.core.be, r.core.timers, groups, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		r.setKey(t, snapKey(i))
+		if v, ok := r.count.Value(); !ok || v != int64(i) {
+			t.Fatalf("restored %s: %d %v, want %d", snapKey(i), v, ok, i)
+		}
+	}
+
+	// An attempt that ended drops what is queued.
+	w = newStateWriter(ctx, "", 1, emit)
+	w.triggered(7, fileURL(t, t.TempDir())+"/chk-7")
+	cancel()
+	w.onSnapshot(frozen(7))
+	w.close()
+	if n := live(); n != 0 {
+		t.Fatalf("%d frozen snapshots left after the attempt ended", n)
+	}
+}

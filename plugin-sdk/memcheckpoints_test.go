@@ -119,6 +119,18 @@ func (m *memCheckpoints) start(job *Job, p int, attempt uint64, restore bool, in
 	}
 	x.OnSnapshot = func(s *engine.TaskSnapshot) {
 		for _, os := range s.Operators {
+			if os != nil && os.Deferred != nil {
+				// Written off the task's goroutine while it runs on, as
+				// the plugin does.
+				go func() {
+					if err := s.Materialize(); err != nil {
+						m.t.Errorf("task %s: write checkpoint %d: %v", s.Task, s.Checkpoint.ID, err)
+						return
+					}
+					report(s)
+				}()
+				return
+			}
 			if os != nil && os.Incremental != nil {
 				// Uploaded off the task's goroutine, as the plugin does.
 				go func() {

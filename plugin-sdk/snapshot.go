@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"iter"
 	"maps"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
@@ -73,8 +75,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // (the key group minus groups.Start), as in keyedBackend.kg. readGroup adds
 // to what the state holds; a key it already holds is an error.
 type snapshotter interface {
-	writeGroup(g int, w *bytes.Buffer) error
+	groupWriter
 	readGroup(g int, b []byte) error
+	// freeze returns a view of the state as it is now that stays so while
+	// the task changes the state, once the backend's clock is frozen
+	// (the in-memory backend; see table). It is called in the task's
+	// goroutine; the view is written from any.
+	freeze(now int64) (groupWriter, error)
+}
+
+// groupWriter writes the blob of one state in one key group.
+type groupWriter interface {
+	writeGroup(g int, w *bytes.Buffer) error
 }
 
 // stateCodec is the serialiser of a state's values, built when the state is
@@ -96,7 +108,32 @@ func (t tables[V]) writeGroup(g int, w *bytes.Buffer) error {
 	if t.pb != nil {
 		return t.pb.writeGroup(g, w)
 	}
-	return writeEntries(w, t.t[g], t.codec)
+	return writeEntries(w, t.t[g].all(), t.t[g].len(), t.codec, time.Now().UnixMilli())
+}
+
+func (t tables[V]) freeze(now int64) (groupWriter, error) {
+	if t.pb != nil {
+		return nil, errors.New("state in Pebble is snapshotted by its files")
+	}
+	if t.codec.err != nil {
+		return nil, t.codec.err
+	}
+	f := frozenTables[V]{maps: make([]map[uint64]*entry[V], len(t.t)), codec: t.codec, now: now}
+	for i, tab := range t.t {
+		f.maps[i] = tab.m
+	}
+	return f, nil
+}
+
+// frozenTables is a state's tables as a snapshot froze them.
+type frozenTables[V any] struct {
+	maps  []map[uint64]*entry[V]
+	codec *stateCodec[V]
+	now   int64 // entries that expired by then are left out
+}
+
+func (f frozenTables[V]) writeGroup(g int, w *bytes.Buffer) error {
+	return writeEntries(w, chains(f.maps[g]), len(f.maps[g]), f.codec, f.now)
 }
 
 func (t tables[V]) readGroup(g int, b []byte) error {
@@ -108,11 +145,14 @@ func (t tables[V]) readGroup(g int, b []byte) error {
 
 func (s *valueState[T]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
 func (s *valueState[T]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
+func (s *valueState[T]) freeze(now int64) (groupWriter, error)   { return s.t.freeze(now) }
 func (s *listState[T]) writeGroup(g int, w *bytes.Buffer) error  { return s.t.writeGroup(g, w) }
 func (s *listState[T]) readGroup(g int, b []byte) error          { return s.t.readGroup(g, b) }
+func (s *listState[T]) freeze(now int64) (groupWriter, error)    { return s.t.freeze(now) }
 
 func (s *mapState[UK, UV]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
 func (s *mapState[UK, UV]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
+func (s *mapState[UK, UV]) freeze(now int64) (groupWriter, error)   { return s.t.freeze(now) }
 
 func (s *aggregatingState[IN, ACC, OUT]) writeGroup(g int, w *bytes.Buffer) error {
 	return s.t.writeGroup(g, w)
@@ -120,10 +160,14 @@ func (s *aggregatingState[IN, ACC, OUT]) writeGroup(g int, w *bytes.Buffer) erro
 func (s *aggregatingState[IN, ACC, OUT]) readGroup(g int, b []byte) error {
 	return s.t.readGroup(g, b)
 }
+func (s *aggregatingState[IN, ACC, OUT]) freeze(now int64) (groupWriter, error) {
+	return s.t.freeze(now)
+}
 
 // The window operator's tables have no time to live.
 func (s *nsTable[V]) writeGroup(g int, w *bytes.Buffer) error { return s.tab.writeGroup(g, w) }
 func (s *nsTable[V]) readGroup(g int, b []byte) error         { return s.tab.readGroup(g, b) }
+func (s *nsTable[V]) freeze(now int64) (groupWriter, error)   { return s.tab.freeze(now) }
 
 // Every state kind is a snapshotter, reducingState through its valueState.
 var _ = []snapshotter{
@@ -131,14 +175,14 @@ var _ = []snapshotter{
 	(*reducingState[int])(nil), (*aggregatingState[int, int, int])(nil), (*nsTable[int])(nil),
 }
 
-// writeEntries writes the state blob of one table.
-func writeEntries[V any](w *bytes.Buffer, tab *table[V], sc *stateCodec[V]) error {
+// writeEntries writes the state blob of one table, of about n entries,
+// leaving out those that expired by now.
+func writeEntries[V any](w *bytes.Buffer, all iter.Seq[*entry[V]], n int, sc *stateCodec[V], now int64) error {
 	if sc.err != nil {
 		return sc.err
 	}
-	now := time.Now().UnixMilli()
-	es := make([]*entry[V], 0, tab.len())
-	for e := range tab.all() {
+	es := make([]*entry[V], 0, n)
+	for e := range all {
 		if e.expires == 0 || e.expires > now {
 			es = append(es, e)
 		}
@@ -211,14 +255,23 @@ func readEntries[V any](tab *table[V], sc *stateCodec[V], b []byte, ttl int64) e
 
 // snapshotKeyed snapshots the keyed state and timers (t, which may be nil)
 // of an operator subtask: one blob per key group of be.groups. It must run
-// in the task's goroutine, between records.
+// in the task's goroutine, between records, and writes the blobs there;
+// checkpoints of the in-memory backend use freezeKeyed, which writes them
+// later.
 func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
-	return snapshotGroups(be, t, true)
+	if be.pb != nil {
+		return snapshotGroups(be, t, true)
+	}
+	f, err := freezeKeyed(be, t)
+	if err != nil {
+		return nil, err
+	}
+	return f.KeyGroups()
 }
 
-// snapshotGroups is snapshotKeyed; without states, the blobs hold the
-// timers only (the Pebble backend's checkpoints, whose state is in the
-// store's files).
+// snapshotGroups is snapshotKeyed reading the Pebble store: without
+// states, the blobs hold the timers only (the Pebble backend's
+// checkpoints, whose state is in the store's files).
 func snapshotGroups(be *keyedBackend, t *timers, states bool) (map[int][]byte, error) {
 	var names []string
 	if states {
@@ -229,34 +282,92 @@ func snapshotGroups(be *keyedBackend, t *timers, states bool) (map[int][]byte, e
 			return nil, err
 		}
 	}
-	snaps := make([]snapshotter, len(names))
+	ws := make([]groupWriter, len(names))
 	for i, name := range names {
 		s, ok := be.states[name].(snapshotter)
 		if !ok {
 			return nil, fmt.Errorf("snapshot state %q: %T cannot be snapshotted", name, be.states[name])
 		}
-		snaps[i] = s
+		ws[i] = s
 	}
-	var event, processing map[int][]timerKey
+	k := &frozenKeyed{groups: be.groups, names: names, states: ws}
 	if t != nil {
-		event, processing = timersByGroup(&t.event), timersByGroup(&t.processing)
+		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
 	}
-	out := make(map[int][]byte, be.groups.Len())
+	return k.encode()
+}
+
+// freezeKeyed snapshots the in-memory keyed state and timers of an
+// operator subtask as snapshotKeyed does, but only freezes the state in
+// the task's goroutine (see table): the blobs are written by KeyGroups,
+// from any goroutine, while the task goes on. The caller calls KeyGroups
+// or Release once: until then, the task copies what it changes.
+func freezeKeyed(be *keyedBackend, t *timers) (*frozenKeyed, error) {
+	k := &frozenKeyed{groups: be.groups, names: slices.Sorted(maps.Keys(be.states)), cow: be.cow}
+	now := time.Now().UnixMilli()
+	k.states = make([]groupWriter, len(k.names))
+	for i, name := range k.names {
+		s, ok := be.states[name].(snapshotter)
+		if !ok {
+			return nil, fmt.Errorf("snapshot state %q: %T cannot be snapshotted", name, be.states[name])
+		}
+		f, err := s.freeze(now)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot state %q: %w", name, err)
+		}
+		k.states[i] = f
+	}
+	if t != nil {
+		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
+	}
+	k.ver = be.cow.freeze()
+	return k, nil
+}
+
+// frozenKeyed is the keyed state and timers of an operator subtask as a
+// snapshot took them: engine.DeferredKeyGroups.
+type frozenKeyed struct {
+	groups            keygroup.Range
+	names             []string
+	states            []groupWriter // by name
+	event, processing map[int][]timerKey
+	cow               *cowClock // nil: nothing frozen
+	ver               uint32
+	released          sync.Once
+}
+
+// KeyGroups writes the blobs and releases the frozen state.
+func (k *frozenKeyed) KeyGroups() (map[int][]byte, error) {
+	defer k.Release()
+	return k.encode()
+}
+
+// Release ends the snapshot without writing it.
+func (k *frozenKeyed) Release() {
+	k.released.Do(func() {
+		if k.cow != nil {
+			k.cow.release(k.ver)
+		}
+	})
+}
+
+func (k *frozenKeyed) encode() (map[int][]byte, error) {
+	out := make(map[int][]byte, k.groups.Len())
 	var sb bytes.Buffer
-	for kg := be.groups.Start; kg < be.groups.End; kg++ {
+	for kg := k.groups.Start; kg < k.groups.End; kg++ {
 		b := append([]byte(groupMagic), groupVersion)
 		b = binary.AppendUvarint(b, uint64(kg))
-		b = binary.AppendUvarint(b, uint64(len(names)))
-		for i, name := range names {
+		b = binary.AppendUvarint(b, uint64(len(k.names)))
+		for i, name := range k.names {
 			sb.Reset()
-			if err := snaps[i].writeGroup(kg-be.groups.Start, &sb); err != nil {
+			if err := k.states[i].writeGroup(kg-k.groups.Start, &sb); err != nil {
 				return nil, fmt.Errorf("snapshot state %q key group %d: %w", name, kg, err)
 			}
 			b = appendSnapBytes(b, []byte(name))
 			b = appendSnapBytes(b, sb.Bytes())
 		}
-		b = appendTimers(b, event[kg])
-		b = appendTimers(b, processing[kg])
+		b = appendTimers(b, k.event[kg])
+		b = appendTimers(b, k.processing[kg])
 		out[kg] = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	}
 	return out, nil

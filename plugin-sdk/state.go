@@ -64,10 +64,12 @@ type keyedBackend struct {
 	pb *pebbleBackend
 	// naming is the name of the state being registered.
 	naming string
+	// cow versions the in-memory tables for asynchronous snapshots.
+	cow *cowClock
 }
 
 func newKeyedBackend(groups keygroup.Range) *keyedBackend {
-	return &keyedBackend{groups: groups, states: map[string]any{}}
+	return &keyedBackend{groups: groups, states: map[string]any{}, cow: newCowClock()}
 }
 
 // setKey makes an encoded key current, with its keygroup.Hash. It is
@@ -99,8 +101,9 @@ func newTables[V any](be *keyedBackend, cfg stateConfig) tables[V] {
 		return t
 	}
 	t.t = make([]*table[V], be.groups.Len())
+	clone := deepCopier(t.codec)
 	for i := range t.t {
-		t.t[i] = newTable[V]()
+		t.t[i] = newTable(be.cow, clone)
 	}
 	return t
 }

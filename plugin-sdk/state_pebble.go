@@ -368,7 +368,7 @@ func newPebbleTable[V any](p *pebbleBackend, name string, ttl int64, c *stateCod
 	if c.err != nil {
 		panic(fmt.Sprintf("sdk: state %q: values of type %s cannot be kept in the Pebble state backend: %v", name, c.typ, c.err))
 	}
-	t := &pebbleTable[V]{p: p, id: p.stateID(name), ttl: ttl, codec: c, cache: newTable[V]()}
+	t := &pebbleTable[V]{p: p, id: p.stateID(name), ttl: ttl, codec: c, cache: newTable[V](newCowClock(), nil)}
 	p.tables = append(p.tables, t)
 	return t
 }

@@ -25,8 +25,9 @@ import (
 // backend: a first checkpoint, then a second after 1% of the keys changed,
 // then EDDY_STATE_ROUNDS (default 3) more rounds of a 1% change and a
 // checkpoint. A checkpoint is written as the plugin's state writer writes
-// it, to a file:// store: in memory, the key-group blobs in one state
-// file; on Pebble, the new database files and the manifest. It reports,
+// it, to a file:// store: in memory, the state frozen in the task's
+// goroutine (copy-on-write) and its key-group blobs written after it, into
+// one state file; on Pebble, the new database files and the manifest. It reports,
 // per checkpoint, the time on the task's goroutine (sync-ms), the whole
 // duration (total-ms) and the bytes uploaded (upload-MB); the second
 // checkpoint's upload as a share of the first's (ckpt2-upload-%), and the
@@ -111,11 +112,11 @@ func benchCheckpoints(b *testing.B, backend string, keys, valueSize, rounds int)
 		start := time.Now()
 		var snap *engine.OperatorSnapshot
 		if core.be.pb == nil {
-			groups, err := snapshotKeyed(core.be, core.timers)
+			f, err := freezeKeyed(core.be, core.timers)
 			if err != nil {
 				b.Fatal(err)
 			}
-			snap = &engine.OperatorSnapshot{KeyGroups: groups}
+			snap = &engine.OperatorSnapshot{Deferred: f}
 		} else {
 			groups, err := snapshotGroups(core.be, core.timers, false)
 			if err != nil {
@@ -128,6 +129,14 @@ func benchCheckpoints(b *testing.B, backend string, keys, valueSize, rounds int)
 			snap = &engine.OperatorSnapshot{KeyGroups: groups, Incremental: s}
 		}
 		sync := time.Since(start)
+		if snap.Deferred != nil {
+			// Off the task's goroutine in a job.
+			groups, err := snap.Deferred.KeyGroups()
+			if err != nil {
+				b.Fatal(err)
+			}
+			snap.KeyGroups, snap.Deferred = groups, nil
+		}
 		file := encodeStateFile(snap, o)
 		var uploaded int64
 		if snap.Incremental != nil {

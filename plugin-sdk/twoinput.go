@@ -120,13 +120,22 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) (err error) {
 			}
 			return &engine.OperatorSnapshot{KeyGroups: groups, Incremental: s}, nil
 		}
-		// In memory, and savepoints of either backend: the canonical
-		// blobs, which restore into either.
-		groups, err := snapshotKeyed(c.be, c.timers)
+		if pb != nil {
+			// Savepoints on Pebble: the canonical blobs, which restore
+			// into either backend.
+			groups, err := snapshotKeyed(c.be, c.timers)
+			if err != nil {
+				return nil, err
+			}
+			return &engine.OperatorSnapshot{KeyGroups: groups}, nil
+		}
+		// In memory: the state is frozen here and its canonical blobs are
+		// written off the task's goroutine.
+		f, err := freezeKeyed(c.be, c.timers)
 		if err != nil {
 			return nil, err
 		}
-		return &engine.OperatorSnapshot{KeyGroups: groups}, nil
+		return &engine.OperatorSnapshot{Deferred: f}, nil
 	}
 	r := c.tc.Restored
 	if r == nil {

@@ -298,6 +298,7 @@ func (t *task) snapshot(cp CheckpointOptions) (*TaskSnapshot, error) {
 		v := t.chain.Vertices[i]
 		os, err := op.Snapshot(cp)
 		if err != nil {
+			s.Release() // what the operators before it took
 			return nil, fmt.Errorf("snapshot %s: %w", v.Name, err)
 		}
 		if os == nil {
@@ -341,6 +342,8 @@ func (t *task) report(cp CheckpointOptions, s *TaskSnapshot, err error) bool {
 	}
 	if t.x.OnSnapshot != nil {
 		t.x.OnSnapshot(s)
+	} else {
+		s.Release()
 	}
 	return true
 }

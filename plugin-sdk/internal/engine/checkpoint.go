@@ -91,6 +91,58 @@ type OperatorSnapshot struct {
 	// subtasks whose key groups overlap the new subtask's, in old subtask
 	// order. KeyGroups may come with them (canonical blobs).
 	Restored []RestoredIncremental
+	// Deferred, in a snapshot, is keyed state taken in the task's
+	// goroutine whose KeyGroups are written off it (the in-memory state
+	// backend's copy-on-write snapshots); see Materialize.
+	Deferred DeferredKeyGroups
+}
+
+// DeferredKeyGroups is keyed state frozen at a checkpoint. Until KeyGroups
+// or Release is called, the task copies the state it changes, so the
+// caller of OnSnapshot calls one of them, once, as soon as it can.
+type DeferredKeyGroups interface {
+	// KeyGroups writes the blobs and releases the frozen state.
+	KeyGroups() (map[int][]byte, error)
+	// Release drops a snapshot that is not written.
+	Release()
+}
+
+// Materialize writes the Deferred key groups of every operator of s into
+// their KeyGroups. On error, the rest are released.
+func (s *TaskSnapshot) Materialize() error {
+	var err error
+	for _, op := range s.Operators {
+		if op == nil || op.Deferred == nil {
+			continue
+		}
+		d := op.Deferred
+		op.Deferred = nil
+		if err != nil {
+			d.Release()
+			continue
+		}
+		var groups map[int][]byte
+		if groups, err = d.KeyGroups(); err == nil {
+			op.KeyGroups = groups
+		}
+	}
+	return err
+}
+
+// Release drops what s holds that is not written: the local files of
+// incremental snapshots and frozen key groups.
+func (s *TaskSnapshot) Release() {
+	for _, op := range s.Operators {
+		if op == nil {
+			continue
+		}
+		if op.Incremental != nil {
+			op.Incremental.Release()
+		}
+		if op.Deferred != nil {
+			op.Deferred.Release()
+		}
+	}
 }
 
 // IncrementalSnapshot is keyed state as files: a snapshot uploads only the
@@ -118,7 +170,7 @@ type RestoredIncremental struct {
 
 // Empty reports whether the snapshot holds nothing.
 func (s *OperatorSnapshot) Empty() bool {
-	return s == nil || (len(s.KeyGroups) == 0 && len(s.Items) == 0 && s.Incremental == nil && len(s.Restored) == 0)
+	return s == nil || (len(s.KeyGroups) == 0 && len(s.Items) == 0 && s.Incremental == nil && len(s.Restored) == 0 && s.Deferred == nil)
 }
 
 // TaskSnapshot is a task's part of a checkpoint: the snapshots of the

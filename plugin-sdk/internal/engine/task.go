@@ -58,7 +58,8 @@ type Executor struct {
 	// Restore, if set, gives operators the state they start from.
 	Restore Restorer
 	// OnSnapshot receives every task's part of every checkpoint. It is
-	// called from the task's goroutine: it must hand the writing off.
+	// called from the task's goroutine: it must hand the writing off, and
+	// materialize (TaskSnapshot.Materialize) or release the snapshot.
 	OnSnapshot func(s *TaskSnapshot)
 	// OnDecline is told when a task cannot take part in a checkpoint.
 	OnDecline func(k TaskKey, id uint64, err error)
