@@ -1335,3 +1335,62 @@ func TestNewerBarrierEndsAlignment(t *testing.T) {
 		t.Errorf("the sum ends with %d, want 1110", got)
 	}
 }
+
+// fakeDeferred counts how a deferred snapshot is ended.
+type fakeDeferred struct{ written, released int }
+
+func (d *fakeDeferred) KeyGroups() (map[int][]byte, error) {
+	d.written++
+	return map[int][]byte{3: []byte("kg3")}, nil
+}
+func (d *fakeDeferred) Release() { d.released++ }
+
+// A snapshot that fails in one operator of a chain releases what the
+// operators before it froze; one that succeeds hands it over unwritten,
+// and Materialize writes it once.
+func TestSnapshotReleasesDeferredState(t *testing.T) {
+	first, second := &fakeDeferred{}, &fakeDeferred{}
+	fail := errors.New("no snapshot today")
+	var failing bool
+	vs := []*Vertex{{ID: 1, Name: "a"}, {ID: 2, Name: "b"}}
+	tk := &task{chain: &Chain{Vertices: vs}, chainOps: []*Operator{
+		{Snapshot: func(CheckpointOptions) (*OperatorSnapshot, error) { return &OperatorSnapshot{Deferred: first}, nil }},
+		{Snapshot: func(CheckpointOptions) (*OperatorSnapshot, error) {
+			if failing {
+				return nil, fail
+			}
+			return &OperatorSnapshot{Deferred: second}, nil
+		}},
+	}}
+	failing = true
+	if _, err := tk.snapshot(CheckpointOptions{ID: 1}); !errors.Is(err, fail) {
+		t.Fatalf("snapshot: %v, want %v", err, fail)
+	}
+	if first.released != 1 || first.written != 0 {
+		t.Fatalf("after a failed snapshot the first operator's state was written %d and released %d times, want 0 and 1", first.written, first.released)
+	}
+	failing = false
+	*first = fakeDeferred{}
+	s, err := tk.snapshot(CheckpointOptions{ID: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.written+first.released+second.written+second.released != 0 {
+		t.Fatal("the snapshot wrote or released deferred state in the task's goroutine")
+	}
+	if s.Operators[vs[0]].Empty() {
+		t.Fatal("a snapshot of deferred state only is empty")
+	}
+	if err := s.Materialize(); err != nil {
+		t.Fatal(err)
+	}
+	s.Release() // nothing is left to release
+	for i, d := range []*fakeDeferred{first, second} {
+		if d.written != 1 || d.released != 0 {
+			t.Fatalf("operator %d: written %d, released %d times, want 1 and 0", i, d.written, d.released)
+		}
+		if got := string(s.Operators[vs[i]].KeyGroups[3]); got != "kg3" {
+			t.Fatalf("operator %d: key group 3 is %q after Materialize", i, got)
+		}
+	}
+}
