@@ -86,7 +86,9 @@ type snapshotter interface {
 
 // groupWriter writes the blob of one state in one key group.
 type groupWriter interface {
-	writeGroup(g int, w *bytes.Buffer) error
+	// appendGroup appends the blob of the state in key group g (by
+	// position in the backend's range) to dst.
+	appendGroup(dst []byte, g int) ([]byte, error)
 }
 
 // stateCodec is the serialiser of a state's values, built when the state is
@@ -104,11 +106,11 @@ func newStateCodec[V any]() *stateCodec[V] {
 	return &stateCodec[V]{c: c, err: err, typ: reflect.TypeFor[V]().String()}
 }
 
-func (t tables[V]) writeGroup(g int, w *bytes.Buffer) error {
+func (t tables[V]) appendGroup(dst []byte, g int) ([]byte, error) {
 	if t.pb != nil {
-		return t.pb.writeGroup(g, w)
+		return t.pb.appendGroup(dst, g)
 	}
-	return writeEntries(w, t.t[g].all(), t.t[g].len(), t.codec, time.Now().UnixMilli())
+	return appendEntries(dst, t.t[g].all(), t.t[g].len(), t.codec, time.Now().UnixMilli())
 }
 
 func (t tables[V]) freeze(now int64) (groupWriter, error) {
@@ -132,8 +134,8 @@ type frozenTables[V any] struct {
 	now   int64 // entries that expired by then are left out
 }
 
-func (f frozenTables[V]) writeGroup(g int, w *bytes.Buffer) error {
-	return writeEntries(w, chains(f.maps[g]), len(f.maps[g]), f.codec, f.now)
+func (f frozenTables[V]) appendGroup(dst []byte, g int) ([]byte, error) {
+	return appendEntries(dst, chains(f.maps[g]), len(f.maps[g]), f.codec, f.now)
 }
 
 func (t tables[V]) readGroup(g int, b []byte) error {
@@ -143,19 +145,23 @@ func (t tables[V]) readGroup(g int, b []byte) error {
 	return readEntries(t.t[g], t.codec, b, t.ttl)
 }
 
-func (s *valueState[T]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
-func (s *valueState[T]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
-func (s *valueState[T]) freeze(now int64) (groupWriter, error)   { return s.t.freeze(now) }
-func (s *listState[T]) writeGroup(g int, w *bytes.Buffer) error  { return s.t.writeGroup(g, w) }
-func (s *listState[T]) readGroup(g int, b []byte) error          { return s.t.readGroup(g, b) }
-func (s *listState[T]) freeze(now int64) (groupWriter, error)    { return s.t.freeze(now) }
+func (s *valueState[T]) appendGroup(dst []byte, g int) ([]byte, error) {
+	return s.t.appendGroup(dst, g)
+}
+func (s *valueState[T]) readGroup(g int, b []byte) error              { return s.t.readGroup(g, b) }
+func (s *valueState[T]) freeze(now int64) (groupWriter, error)        { return s.t.freeze(now) }
+func (s *listState[T]) appendGroup(dst []byte, g int) ([]byte, error) { return s.t.appendGroup(dst, g) }
+func (s *listState[T]) readGroup(g int, b []byte) error               { return s.t.readGroup(g, b) }
+func (s *listState[T]) freeze(now int64) (groupWriter, error)         { return s.t.freeze(now) }
 
-func (s *mapState[UK, UV]) writeGroup(g int, w *bytes.Buffer) error { return s.t.writeGroup(g, w) }
-func (s *mapState[UK, UV]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
-func (s *mapState[UK, UV]) freeze(now int64) (groupWriter, error)   { return s.t.freeze(now) }
+func (s *mapState[UK, UV]) appendGroup(dst []byte, g int) ([]byte, error) {
+	return s.t.appendGroup(dst, g)
+}
+func (s *mapState[UK, UV]) readGroup(g int, b []byte) error       { return s.t.readGroup(g, b) }
+func (s *mapState[UK, UV]) freeze(now int64) (groupWriter, error) { return s.t.freeze(now) }
 
-func (s *aggregatingState[IN, ACC, OUT]) writeGroup(g int, w *bytes.Buffer) error {
-	return s.t.writeGroup(g, w)
+func (s *aggregatingState[IN, ACC, OUT]) appendGroup(dst []byte, g int) ([]byte, error) {
+	return s.t.appendGroup(dst, g)
 }
 func (s *aggregatingState[IN, ACC, OUT]) readGroup(g int, b []byte) error {
 	return s.t.readGroup(g, b)
@@ -165,9 +171,9 @@ func (s *aggregatingState[IN, ACC, OUT]) freeze(now int64) (groupWriter, error) 
 }
 
 // The window operator's tables have no time to live.
-func (s *nsTable[V]) writeGroup(g int, w *bytes.Buffer) error { return s.tab.writeGroup(g, w) }
-func (s *nsTable[V]) readGroup(g int, b []byte) error         { return s.tab.readGroup(g, b) }
-func (s *nsTable[V]) freeze(now int64) (groupWriter, error)   { return s.tab.freeze(now) }
+func (s *nsTable[V]) appendGroup(dst []byte, g int) ([]byte, error) { return s.tab.appendGroup(dst, g) }
+func (s *nsTable[V]) readGroup(g int, b []byte) error               { return s.tab.readGroup(g, b) }
+func (s *nsTable[V]) freeze(now int64) (groupWriter, error)         { return s.tab.freeze(now) }
 
 // Every state kind is a snapshotter, reducingState through its valueState.
 var _ = []snapshotter{
@@ -175,29 +181,50 @@ var _ = []snapshotter{
 	(*reducingState[int])(nil), (*aggregatingState[int, int, int])(nil), (*nsTable[int])(nil),
 }
 
-// writeEntries writes the state blob of one table, of about n entries,
-// leaving out those that expired by now.
-func writeEntries[V any](w *bytes.Buffer, all iter.Seq[*entry[V]], n int, sc *stateCodec[V], now int64) error {
+// appendEntries appends the state blob of one table, of about n entries,
+// to dst, leaving out those that expired by now.
+func appendEntries[V any](dst []byte, all iter.Seq[*entry[V]], n int, sc *stateCodec[V], now int64) ([]byte, error) {
 	if sc.err != nil {
-		return sc.err
+		return dst, sc.err
 	}
-	es := make([]*entry[V], 0, n)
+	// Sorted by the keys' first eight bytes, then by the whole keys: the
+	// prefixes sit in the slice, the keys in the entries all over memory.
+	type sorted struct {
+		prefix uint64
+		e      *entry[V]
+	}
+	es := make([]sorted, 0, n)
 	for e := range all {
 		if e.expires == 0 || e.expires > now {
-			es = append(es, e)
+			es = append(es, sorted{keyPrefix(e.Key()), e})
 		}
 	}
-	slices.SortFunc(es, func(a, b *entry[V]) int { return bytes.Compare(a.Key(), b.Key()) })
-	b := []byte{stateVersion}
-	b = appendSnapBytes(b, []byte(sc.typ))
-	b = binary.AppendUvarint(b, uint64(len(es)))
-	for _, e := range es {
-		b = appendSnapBytes(b, e.Key())
-		b = binary.AppendVarint(b, e.expires)
-		b = sc.c.Append(b, e.val)
+	slices.SortFunc(es, func(a, b sorted) int {
+		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.e.Key(), b.e.Key())
+	})
+	dst = append(dst, stateVersion)
+	dst = appendSnapBytes(dst, []byte(sc.typ))
+	dst = binary.AppendUvarint(dst, uint64(len(es)))
+	for _, s := range es {
+		dst = appendSnapBytes(dst, s.e.Key())
+		dst = binary.AppendVarint(dst, s.e.expires)
+		dst = sc.c.Append(dst, s.e.val)
 	}
-	w.Write(b)
-	return nil
+	return dst, nil
+}
+
+// keyPrefix returns the first eight bytes of key, big-endian, padded with
+// zeros: keys whose prefixes differ are in the order of their prefixes.
+func keyPrefix(key []byte) uint64 {
+	if len(key) >= 8 {
+		return binary.BigEndian.Uint64(key)
+	}
+	var b [8]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 // readEntries adds the entries of a state blob to tab. With a time to live
@@ -353,18 +380,33 @@ func (k *frozenKeyed) Release() {
 
 func (k *frozenKeyed) encode() (map[int][]byte, error) {
 	out := make(map[int][]byte, k.groups.Len())
-	var sb bytes.Buffer
+	// Each state's blob is appended to one buffer, reused from group to
+	// group, and copied once into the group's blob of the right size.
+	var buf []byte
+	ends := make([]int, len(k.names))
 	for kg := k.groups.Start; kg < k.groups.End; kg++ {
-		b := append([]byte(groupMagic), groupVersion)
-		b = binary.AppendUvarint(b, uint64(kg))
-		b = binary.AppendUvarint(b, uint64(len(k.names)))
+		buf = buf[:0]
 		for i, name := range k.names {
-			sb.Reset()
-			if err := k.states[i].writeGroup(kg-k.groups.Start, &sb); err != nil {
+			var err error
+			if buf, err = k.states[i].appendGroup(buf, kg-k.groups.Start); err != nil {
 				return nil, fmt.Errorf("snapshot state %q key group %d: %w", name, kg, err)
 			}
+			ends[i] = len(buf)
+		}
+		size := len(groupMagic) + 1 + 2*binary.MaxVarintLen64 + len(buf) + 4
+		for _, name := range k.names {
+			size += 2*binary.MaxVarintLen64 + len(name)
+		}
+		b := make([]byte, 0, size)
+		b = append(b, groupMagic...)
+		b = append(b, groupVersion)
+		b = binary.AppendUvarint(b, uint64(kg))
+		b = binary.AppendUvarint(b, uint64(len(k.names)))
+		start := 0
+		for i, name := range k.names {
 			b = appendSnapBytes(b, []byte(name))
-			b = appendSnapBytes(b, sb.Bytes())
+			b = appendSnapBytes(b, buf[start:ends[i]])
+			start = ends[i]
 		}
 		b = appendTimers(b, k.event[kg])
 		b = appendTimers(b, k.processing[kg])

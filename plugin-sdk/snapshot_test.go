@@ -557,3 +557,32 @@ func restoredEntries(subs []*windowOp[string, tick, tick, Windowed[string, tick]
 func records(log []string) []string {
 	return slices.DeleteFunc(log, func(l string) bool { return strings.HasPrefix(l, "wm ") })
 }
+
+// Sorting by keyPrefix, then by the whole key, is sorting by key: keys of
+// every length up to past the prefix, zero bytes included.
+func TestKeyPrefixOrder(t *testing.T) {
+	var keys [][]byte
+	for i := range 5000 {
+		k := make([]byte, i%12)
+		for j := range k {
+			k[j] = []byte{0, 1, 'a', 0xff}[(i*7+j*13+i/12)%4]
+		}
+		keys = append(keys, k)
+	}
+	byPrefix := slices.Clone(keys)
+	slices.SortFunc(byPrefix, func(a, b []byte) int {
+		if pa, pb := keyPrefix(a), keyPrefix(b); pa != pb {
+			if pa < pb {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare(a, b)
+	})
+	slices.SortFunc(keys, bytes.Compare)
+	for i := range keys {
+		if !bytes.Equal(keys[i], byPrefix[i]) {
+			t.Fatalf("position %d: %q by prefix, %q by key", i, byPrefix[i], keys[i])
+		}
+	}
+}

@@ -515,11 +515,11 @@ func (t *pebbleTable[V]) expireGroup(g int, now int64) {
 	}
 }
 
-// writeGroup writes the state blob of key group g (relative) from the
-// database, as writeEntries does from a table; the caches are empty
-// (snapshotGroups flushed them). The stored values are the blob's entry
-// layout, so they are copied as they are.
-func (t *pebbleTable[V]) writeGroup(g int, w *bytes.Buffer) error {
+// appendGroup appends the state blob of key group g (relative) from the
+// database to dst, as appendEntries does from a table; the caches are
+// empty (snapshotGroups flushed them). The stored values are the blob's
+// entry layout, so they are copied as they are.
+func (t *pebbleTable[V]) appendGroup(dst []byte, g int) ([]byte, error) {
 	now := time.Now().UnixMilli()
 	n := 0
 	body := t.buf[:0]
@@ -536,14 +536,12 @@ func (t *pebbleTable[V]) writeGroup(g int, w *bytes.Buffer) error {
 	})
 	t.buf = body[:0]
 	if err != nil {
-		return err
+		return dst, err
 	}
-	b := []byte{stateVersion}
-	b = appendSnapBytes(b, []byte(t.codec.typ))
-	b = binary.AppendUvarint(b, uint64(n))
-	w.Write(b)
-	w.Write(body)
-	return nil
+	dst = append(dst, stateVersion)
+	dst = appendSnapBytes(dst, []byte(t.codec.typ))
+	dst = binary.AppendUvarint(dst, uint64(n))
+	return append(dst, body...), nil
 }
 
 // readGroup writes the entries of a state blob into the database, as

@@ -1,5 +1,5 @@
 // Command keyedcount is a throughput benchmark job: it generates n records
-// over 100,000 distinct keys, keys them, keeps a count per key and discards
+// over -keys distinct keys (100,000 by default), keys them, keeps a count per key and discards
 // the results, each sink subtask printing how many records it received.
 // Every record crosses one keyed exchange and updates keyed state. With
 // -checkpoint D the job checkpoints every D (the counts and the source's
@@ -25,15 +25,24 @@ type KeyCount struct {
 	Count int64
 }
 
-// keys is the number of distinct keys.
-const keys = 100_000
+// stride is the distance between the keys of consecutive records: a prime,
+// so that with any number of keys it is not a multiple of, the keys of
+// consecutive records are far apart and every key comes up once in every
+// -keys records.
+const stride = 7919
 
 func main() {
 	fs := flag.NewFlagSet("keyedcount", flag.ExitOnError)
 	n := fs.Int64("n", 1_000_000, "how many records to generate (negative: without end)")
 	rate := fs.Float64("rate", 0, "records per second over all source subtasks (0: as fast as possible)")
 	every := fs.Duration("checkpoint", 0, "checkpoint interval (0: no checkpoints)")
+	keys := fs.Int64("keys", 100_000, "how many distinct keys (not a multiple of 7919)")
 	_ = fs.Parse(os.Args[1:])
+	if *keys <= 0 || *keys%stride == 0 {
+		fmt.Fprintf(os.Stderr, "keyedcount: -keys %d: want a positive number that is not a multiple of %d\n", *keys, stride)
+		os.Exit(2)
+	}
+	k := *keys
 
 	var opts []sdk.GenerateOption
 	if *rate > 0 {
@@ -43,10 +52,8 @@ func main() {
 	if *every > 0 {
 		job.EnableCheckpointing(*every)
 	}
-	// 7919 is prime and coprime to 100,000: the keys of consecutive records
-	// are far apart and every key comes up once in every 100,000 records.
 	records := sdk.FromSource(job, sdk.Generate(*n, func(i int64) KeyCount {
-		return KeyCount{Key: i * 7919 % keys, Count: 1}
+		return KeyCount{Key: i * stride % k, Count: 1}
 	}, opts...), sdk.WithUID("records"))
 	counts := sdk.Reduce(sdk.KeyBy(records, func(r KeyCount) int64 { return r.Key }),
 		func(acc, r KeyCount) KeyCount { return KeyCount{Key: acc.Key, Count: acc.Count + r.Count} },

@@ -1,7 +1,7 @@
 // Command checkpoint measures what periodic checkpoints cost a job's
 // throughput: it runs the keyed count of examples/keyedcount on `eddy local
 // --workers P --slots 1 --run ... -p P` (plugin processes exchanging records
-// over the network, keyed state of 100,000 counts) without checkpoints and
+// over the network, keyed state of -keys counts, 100,000 by default) without checkpoints and
 // with a checkpoint every -interval (1 s), interleaved: without, with,
 // without, with, ... so that a change of the machine's load hits both alike.
 //
@@ -58,6 +58,7 @@ const goal = 0.9
 
 type options struct {
 	n, n1    int64
+	keys     int64
 	runs     int
 	p        int
 	interval time.Duration
@@ -71,6 +72,7 @@ func main() {
 	flag.Int64Var(&o.n1, "n1", 0, "records of the smaller run (default n/5)")
 	flag.IntVar(&o.runs, "runs", 3, "measurements of each mode (without and with checkpoints)")
 	flag.IntVar(&o.p, "p", 2, "parallelism, and number of workers (one slot each)")
+	flag.Int64Var(&o.keys, "keys", 100_000, "distinct keys of the job, each a count in its state")
 	flag.DurationVar(&o.interval, "interval", time.Second, "checkpoint interval of the runs with checkpoints")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on each eddy local run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data dirs (with the checkpoints), and print where they are")
@@ -217,7 +219,7 @@ func (b *bench) run(n int64, interval time.Duration) runResult {
 	args := []string{"local", "--data-dir", dataDir,
 		"--raft-addr", procs.FreeAddr(b.m), "--grpc-addr", procs.FreeAddr(b.m), "--http-addr", procs.FreeAddr(b.m),
 		"--workers", strconv.Itoa(b.o.p), "--slots", "1", "--log-level", "info",
-		"--run", b.job, "-p", strconv.Itoa(b.o.p), "--", "-n", strconv.FormatInt(n, 10)}
+		"--run", b.job, "-p", strconv.Itoa(b.o.p), "--", "-n", strconv.FormatInt(n, 10), "-keys", strconv.FormatInt(b.o.keys, 10)}
 	if interval > 0 {
 		args = append(args, "-checkpoint", interval.String())
 	}
