@@ -17,6 +17,7 @@ import (
 
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/codec"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/pebblestate"
 )
 
 // Snapshots of keyed state, the foundation of checkpoints and savepoints.
@@ -75,13 +76,19 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // (the key group minus groups.Start), as in keyedBackend.kg. readGroup adds
 // to what the state holds; a key it already holds is an error.
 type snapshotter interface {
-	groupWriter
 	readGroup(g int, b []byte) error
 	// freeze returns a view of the state as it is now that stays so while
-	// the task changes the state, once the backend's clock is frozen
-	// (the in-memory backend; see table). It is called in the task's
-	// goroutine; the view is written from any.
-	freeze(now int64) (groupWriter, error)
+	// the task changes the state: in memory, once the backend's clock is
+	// frozen (see table); on Pebble, through the snapshot's view of the
+	// store. It is called in the task's goroutine; the view is written
+	// from any.
+	freeze(f *freezer) (groupWriter, error)
+}
+
+// freezer is what the states of one snapshot are frozen with.
+type freezer struct {
+	now  int64             // entries that expired by then are left out
+	view *pebblestate.View // the Pebble store's, nil in memory
 }
 
 // groupWriter writes the blob of one state in one key group.
@@ -106,21 +113,14 @@ func newStateCodec[V any]() *stateCodec[V] {
 	return &stateCodec[V]{c: c, err: err, typ: reflect.TypeFor[V]().String()}
 }
 
-func (t tables[V]) appendGroup(dst []byte, g int) ([]byte, error) {
+func (t tables[V]) freeze(fz *freezer) (groupWriter, error) {
 	if t.pb != nil {
-		return t.pb.appendGroup(dst, g)
-	}
-	return appendEntries(dst, t.t[g].all(), t.t[g].len(), t.codec, time.Now().UnixMilli())
-}
-
-func (t tables[V]) freeze(now int64) (groupWriter, error) {
-	if t.pb != nil {
-		return nil, errors.New("state in Pebble is snapshotted by its files")
+		return t.pb.freeze(fz)
 	}
 	if t.codec.err != nil {
 		return nil, t.codec.err
 	}
-	f := frozenTables[V]{maps: make([]map[uint64]*entry[V], len(t.t)), codec: t.codec, now: now}
+	f := frozenTables[V]{maps: make([]map[uint64]*entry[V], len(t.t)), codec: t.codec, now: fz.now}
 	for i, tab := range t.t {
 		f.maps[i] = tab.m
 	}
@@ -145,35 +145,24 @@ func (t tables[V]) readGroup(g int, b []byte) error {
 	return readEntries(t.t[g], t.codec, b, t.ttl)
 }
 
-func (s *valueState[T]) appendGroup(dst []byte, g int) ([]byte, error) {
-	return s.t.appendGroup(dst, g)
-}
-func (s *valueState[T]) readGroup(g int, b []byte) error              { return s.t.readGroup(g, b) }
-func (s *valueState[T]) freeze(now int64) (groupWriter, error)        { return s.t.freeze(now) }
-func (s *listState[T]) appendGroup(dst []byte, g int) ([]byte, error) { return s.t.appendGroup(dst, g) }
-func (s *listState[T]) readGroup(g int, b []byte) error               { return s.t.readGroup(g, b) }
-func (s *listState[T]) freeze(now int64) (groupWriter, error)         { return s.t.freeze(now) }
+func (s *valueState[T]) readGroup(g int, b []byte) error        { return s.t.readGroup(g, b) }
+func (s *valueState[T]) freeze(f *freezer) (groupWriter, error) { return s.t.freeze(f) }
+func (s *listState[T]) readGroup(g int, b []byte) error         { return s.t.readGroup(g, b) }
+func (s *listState[T]) freeze(f *freezer) (groupWriter, error)  { return s.t.freeze(f) }
 
-func (s *mapState[UK, UV]) appendGroup(dst []byte, g int) ([]byte, error) {
-	return s.t.appendGroup(dst, g)
-}
-func (s *mapState[UK, UV]) readGroup(g int, b []byte) error       { return s.t.readGroup(g, b) }
-func (s *mapState[UK, UV]) freeze(now int64) (groupWriter, error) { return s.t.freeze(now) }
+func (s *mapState[UK, UV]) readGroup(g int, b []byte) error        { return s.t.readGroup(g, b) }
+func (s *mapState[UK, UV]) freeze(f *freezer) (groupWriter, error) { return s.t.freeze(f) }
 
-func (s *aggregatingState[IN, ACC, OUT]) appendGroup(dst []byte, g int) ([]byte, error) {
-	return s.t.appendGroup(dst, g)
-}
 func (s *aggregatingState[IN, ACC, OUT]) readGroup(g int, b []byte) error {
 	return s.t.readGroup(g, b)
 }
-func (s *aggregatingState[IN, ACC, OUT]) freeze(now int64) (groupWriter, error) {
-	return s.t.freeze(now)
+func (s *aggregatingState[IN, ACC, OUT]) freeze(f *freezer) (groupWriter, error) {
+	return s.t.freeze(f)
 }
 
 // The window operator's tables have no time to live.
-func (s *nsTable[V]) appendGroup(dst []byte, g int) ([]byte, error) { return s.tab.appendGroup(dst, g) }
-func (s *nsTable[V]) readGroup(g int, b []byte) error               { return s.tab.readGroup(g, b) }
-func (s *nsTable[V]) freeze(now int64) (groupWriter, error)         { return s.tab.freeze(now) }
+func (s *nsTable[V]) readGroup(g int, b []byte) error        { return s.tab.readGroup(g, b) }
+func (s *nsTable[V]) freeze(f *freezer) (groupWriter, error) { return s.tab.freeze(f) }
 
 // Every state kind is a snapshotter, reducingState through its valueState.
 var _ = []snapshotter{
@@ -283,12 +272,8 @@ func readEntries[V any](tab *table[V], sc *stateCodec[V], b []byte, ttl int64) e
 // snapshotKeyed snapshots the keyed state and timers (t, which may be nil)
 // of an operator subtask: one blob per key group of be.groups. It must run
 // in the task's goroutine, between records, and writes the blobs there;
-// checkpoints of the in-memory backend use freezeKeyed, which writes them
-// later.
+// checkpoints and savepoints use freezeKeyed, which writes them later.
 func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
-	if be.pb != nil {
-		return snapshotGroups(be, t, true)
-	}
 	f, err := freezeKeyed(be, t)
 	if err != nil {
 		return nil, err
@@ -296,49 +281,44 @@ func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
 	return f.KeyGroups()
 }
 
-// snapshotGroups is snapshotKeyed reading the Pebble store: without
-// states, the blobs hold the timers only (the Pebble backend's
-// checkpoints, whose state is in the store's files).
-func snapshotGroups(be *keyedBackend, t *timers, states bool) (map[int][]byte, error) {
-	var names []string
-	if states {
-		names = slices.Sorted(maps.Keys(be.states))
-	}
-	if be.pb != nil {
-		if err := be.pb.flush(); err != nil {
-			return nil, err
-		}
-	}
-	ws := make([]groupWriter, len(names))
-	for i, name := range names {
-		s, ok := be.states[name].(snapshotter)
-		if !ok {
-			return nil, fmt.Errorf("snapshot state %q: %T cannot be snapshotted", name, be.states[name])
-		}
-		ws[i] = s
-	}
-	k := &frozenKeyed{groups: be.groups, names: names, states: ws}
+// snapshotTimers is snapshotKeyed without the states: the blobs of the
+// Pebble backend's checkpoints, whose state is in the store's files.
+func snapshotTimers(be *keyedBackend, t *timers) (map[int][]byte, error) {
+	k := &frozenKeyed{groups: be.groups}
 	if t != nil {
 		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
 	}
 	return k.encode()
 }
 
-// freezeKeyed snapshots the in-memory keyed state and timers of an
-// operator subtask as snapshotKeyed does, but only freezes the state in
-// the task's goroutine (see table): the blobs are written by KeyGroups,
-// from any goroutine, while the task goes on. The caller calls KeyGroups
-// or Release once: until then, the task copies what it changes.
-func freezeKeyed(be *keyedBackend, t *timers) (*frozenKeyed, error) {
-	k := &frozenKeyed{groups: be.groups, names: slices.Sorted(maps.Keys(be.states)), cow: be.cow}
-	now := time.Now().UnixMilli()
+// freezeKeyed snapshots the keyed state and timers of an operator subtask
+// as snapshotKeyed does, but only freezes the state in the task's
+// goroutine: the blobs are written by KeyGroups, from any goroutine, while
+// the task goes on. In memory the tables are copy-on-write until then (see
+// table); on Pebble the blobs are read from a view of the store. The
+// caller calls KeyGroups or Release once.
+func freezeKeyed(be *keyedBackend, t *timers) (_ *frozenKeyed, err error) {
+	k := &frozenKeyed{groups: be.groups, names: slices.Sorted(maps.Keys(be.states))}
+	fz := &freezer{now: time.Now().UnixMilli()}
+	if be.pb != nil {
+		if err := be.pb.flush(); err != nil {
+			return nil, err
+		}
+		fz.view = be.pb.db.View()
+		k.view = fz.view
+		defer func() {
+			if err != nil {
+				_ = k.view.Close()
+			}
+		}()
+	}
 	k.states = make([]groupWriter, len(k.names))
 	for i, name := range k.names {
 		s, ok := be.states[name].(snapshotter)
 		if !ok {
 			return nil, fmt.Errorf("snapshot state %q: %T cannot be snapshotted", name, be.states[name])
 		}
-		f, err := s.freeze(now)
+		f, err := s.freeze(fz)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot state %q: %w", name, err)
 		}
@@ -347,7 +327,9 @@ func freezeKeyed(be *keyedBackend, t *timers) (*frozenKeyed, error) {
 	if t != nil {
 		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
 	}
-	k.ver = be.cow.freeze()
+	if be.pb == nil {
+		k.cow, k.ver = be.cow, be.cow.freeze()
+	}
 	return k, nil
 }
 
@@ -358,8 +340,9 @@ type frozenKeyed struct {
 	names             []string
 	states            []groupWriter // by name
 	event, processing map[int][]timerKey
-	cow               *cowClock // nil: nothing frozen
+	cow               *cowClock // in memory; nil: nothing frozen
 	ver               uint32
+	view              *pebblestate.View // on Pebble
 	released          sync.Once
 }
 
@@ -374,6 +357,9 @@ func (k *frozenKeyed) Release() {
 	k.released.Do(func() {
 		if k.cow != nil {
 			k.cow.release(k.ver)
+		}
+		if k.view != nil {
+			_ = k.view.Close()
 		}
 	})
 }

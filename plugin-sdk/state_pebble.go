@@ -515,18 +515,32 @@ func (t *pebbleTable[V]) expireGroup(g int, now int64) {
 	}
 }
 
-// appendGroup appends the state blob of key group g (relative) from the
-// database to dst, as appendEntries does from a table; the caches are
-// empty (snapshotGroups flushed them). The stored values are the blob's
-// entry layout, so they are copied as they are.
-func (t *pebbleTable[V]) appendGroup(dst []byte, g int) ([]byte, error) {
-	now := time.Now().UnixMilli()
+// freeze returns the state as the view of the store holds it; the caches
+// are empty (freezeKeyed flushed them).
+func (t *pebbleTable[V]) freeze(fz *freezer) (groupWriter, error) {
+	return &frozenPebble{view: fz.view, id: t.id, start: t.p.groups.Start, typ: t.codec.typ, now: fz.now}, nil
+}
+
+// frozenPebble is a state on Pebble as a snapshot's view holds it.
+type frozenPebble struct {
+	view  *pebblestate.View
+	id    pebblestate.StateID
+	start int // the first key group of the store
+	typ   string
+	now   int64
+	body  []byte // scratch
+}
+
+// appendGroup appends the state blob of key group g (relative) to dst, as
+// appendEntries does from a table. The stored values are the blob's entry
+// layout, so they are copied as they are.
+func (f *frozenPebble) appendGroup(dst []byte, g int) ([]byte, error) {
 	n := 0
-	body := t.buf[:0]
-	err := t.p.db.Scan(g+t.p.groups.Start, t.id, func(k, v []byte) error {
+	body := f.body[:0]
+	err := f.view.Scan(g+f.start, f.id, func(k, v []byte) error {
 		if exp, m := binary.Varint(v); m <= 0 {
 			return fmt.Errorf("%w: stored value without expiry", errSnapshotCorrupt)
-		} else if exp != 0 && exp <= now {
+		} else if exp != 0 && exp <= f.now {
 			return nil
 		}
 		body = appendSnapBytes(body, k)
@@ -534,12 +548,12 @@ func (t *pebbleTable[V]) appendGroup(dst []byte, g int) ([]byte, error) {
 		n++
 		return nil
 	})
-	t.buf = body[:0]
+	f.body = body[:0]
 	if err != nil {
 		return dst, err
 	}
 	dst = append(dst, stateVersion)
-	dst = appendSnapBytes(dst, []byte(t.codec.typ))
+	dst = appendSnapBytes(dst, []byte(f.typ))
 	dst = binary.AppendUvarint(dst, uint64(n))
 	return append(dst, body...), nil
 }

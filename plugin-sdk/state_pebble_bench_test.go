@@ -118,7 +118,7 @@ func benchCheckpoints(b *testing.B, backend string, keys, valueSize, rounds int)
 			}
 			snap = &engine.OperatorSnapshot{Deferred: f}
 		} else {
-			groups, err := snapshotGroups(core.be, core.timers, false)
+			groups, err := snapshotTimers(core.be, core.timers)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -62,7 +62,11 @@ func pebbleSubtask(t *testing.T, r keygroup.Range, dir string, opts ...PebbleOpt
 	if s.core.be.pb == nil {
 		t.Fatalf("the subtask's state is not on Pebble: %v", s.core.pbErr)
 	}
-	t.Cleanup(func() { _ = s.core.be.pb.close() })
+	t.Cleanup(func() {
+		if s.core.be.pb != nil {
+			_ = s.core.be.pb.close()
+		}
+	})
 	return s
 }
 
@@ -361,7 +365,7 @@ func TestPebbleSavepointCrossBackend(t *testing.T) {
 		}
 		src := pebbleSubtask(t, all, t.TempDir())
 		write(src)
-		timers, err := snapshotGroups(src.core.be, src.core.timers, false)
+		timers, err := snapshotTimers(src.core.be, src.core.timers)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -466,7 +470,7 @@ func TestStateWriterPebble(t *testing.T) {
 	take := func(id uint64, first, n int) *pluginpb.OperatorSubtaskState {
 		t.Helper()
 		fill(t, s, first, n, 100, fmt.Sprint(id))
-		groups, err := snapshotGroups(s.core.be, s.core.timers, false)
+		groups, err := snapshotTimers(s.core.be, s.core.timers)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -639,5 +643,79 @@ func TestPebbleBlindWrites(t *testing.T) {
 		if v, ok := ttl.Value(); !ok || v != "second" {
 			t.Fatalf("k%d: %q %v after its time to live was renewed by a blind update", i, v, ok)
 		}
+	}
+}
+
+// A savepoint on Pebble is read from a view of the store taken in the
+// task's goroutine and written while the task changes the state: it holds
+// the state as it was frozen. Closing the store waits for the view.
+func TestPebbleSavepointWhileStateChanges(t *testing.T) {
+	all := keygroup.Range{Start: 0, End: snapMaxP}
+	s := pebbleSubtask(t, all, t.TempDir())
+	const keys = 500
+	for i := range keys {
+		s.setKey(t, snapKey(i))
+		s.count.Update(int64(i))
+		s.seen.Update([]string{"a", fmt.Sprint(i)})
+	}
+	// Some of it is still in the write-back cache: the freeze writes it.
+	f, err := freezeKeyed(s.core.be, s.core.timers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys {
+		s.setKey(t, snapKey(i))
+		if i%2 == 0 {
+			s.count.Clear()
+		} else {
+			s.count.Update(-1)
+		}
+		s.seen.Add("b")
+	}
+	for i := keys; i < keys+100; i++ {
+		s.setKey(t, snapKey(i))
+		s.count.Update(int64(i))
+	}
+	if err := s.core.be.pb.flush(); err != nil {
+		t.Fatal(err)
+	}
+	groups, err := f.KeyGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newSnapSubtask(all, "")
+	if err := restoreKeyed(r.core.be, r.core.timers, groups, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keys + 100 {
+		r.setKey(t, snapKey(i))
+		v, ok := r.count.Value()
+		if want := i < keys; ok != want || (ok && v != int64(i)) {
+			t.Fatalf("savepoint %s: count %d %v, want %d present=%v", snapKey(i), v, ok, i, want)
+		}
+		if want := fmt.Sprintf("[a %d]", i); i < keys && fmt.Sprint(r.seen.Get()) != want {
+			t.Fatalf("savepoint %s: list %v, want %s", snapKey(i), r.seen.Get(), want)
+		}
+	}
+
+	// The store is not closed under a view that is still to be written.
+	f, err = freezeKeyed(s.core.be, s.core.timers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	pb := s.core.be.pb
+	s.core.be.pb = nil // closed here, not by the cleanup
+	go func() { closed <- pb.close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("the store closed under an open view: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := f.KeyGroups(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -110,7 +110,7 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) (err error) {
 		if pb != nil && !cp.Savepoint {
 			// The state is in the database's files, uploaded off the
 			// task's goroutine; the timers are in the key-group blobs.
-			groups, err := snapshotGroups(c.be, c.timers, false)
+			groups, err := snapshotTimers(c.be, c.timers)
 			if err != nil {
 				return nil, err
 			}
@@ -120,16 +120,8 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) (err error) {
 			}
 			return &engine.OperatorSnapshot{KeyGroups: groups, Incremental: s}, nil
 		}
-		if pb != nil {
-			// Savepoints on Pebble: the canonical blobs, which restore
-			// into either backend.
-			groups, err := snapshotKeyed(c.be, c.timers)
-			if err != nil {
-				return nil, err
-			}
-			return &engine.OperatorSnapshot{KeyGroups: groups}, nil
-		}
-		// In memory: the state is frozen here and its canonical blobs are
+		// In memory, and savepoints on Pebble: the state is frozen here
+		// and its canonical blobs, which restore into either backend, are
 		// written off the task's goroutine.
 		f, err := freezeKeyed(c.be, c.timers)
 		if err != nil {

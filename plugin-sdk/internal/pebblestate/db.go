@@ -79,6 +79,9 @@ type DB struct {
 	// in a checkpoint that completed: later checkpoints reference it.
 	confirmed    map[string]Object
 	confirmedSeq uint64
+
+	// views counts the open Views: Close waits for them.
+	views sync.WaitGroup
 }
 
 // dbDir is where Pebble keeps its files inside a DB's directory; snapshots
@@ -164,8 +167,10 @@ func openPebble(dir string, groups keygroup.Range, opts Options) (*DB, error) {
 // Groups returns the key groups the DB holds.
 func (db *DB) Groups() keygroup.Range { return db.groups }
 
-// Close closes the DB; its files stay in its directory.
+// Close closes the DB; its files stay in its directory. It waits for
+// the open Views to be closed.
 func (db *DB) Close() error {
+	db.views.Wait()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("close state db %s: %w", db.dir, err)
 	}
@@ -314,6 +319,43 @@ func (db *DB) Scan(kg int, st StateID, fn func(key, value []byte) error) error {
 	}
 	lo := appendPrefix(nil, kg, st)
 	return scan(db.pdb, lo, prefixEnd(lo), len(lo), fn)
+}
+
+// View is the DB as it was when the view was taken, whatever is written
+// after; it may be read from any goroutine, one at a time.
+type View struct {
+	db     *DB
+	snap   *pebble.Snapshot
+	closed bool
+}
+
+// View returns a view of the DB as it is now. The caller must close it:
+// the DB's Close waits for that.
+func (db *DB) View() *View {
+	db.views.Add(1)
+	return &View{db: db, snap: db.pdb.NewSnapshot()}
+}
+
+// Scan is DB.Scan on the view.
+func (v *View) Scan(kg int, st StateID, fn func(key, value []byte) error) error {
+	if err := v.db.check(kg); err != nil {
+		return err
+	}
+	lo := appendPrefix(nil, kg, st)
+	return scan(v.snap, lo, prefixEnd(lo), len(lo), fn)
+}
+
+// Close releases the view; closing it again does nothing.
+func (v *View) Close() error {
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	defer v.db.views.Done()
+	if err := v.snap.Close(); err != nil {
+		return fmt.Errorf("state db %s: close view: %w", v.db.dir, err)
+	}
+	return nil
 }
 
 // scan calls fn with the keys in [lo, hi), less their first skip bytes.
