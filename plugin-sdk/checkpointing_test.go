@@ -880,13 +880,7 @@ func TestStateWriterReleasesFrozenState(t *testing.T) {
 		}
 		return n
 	}
-	var mu sync.Mutex
-	acks := map[uint64]*pluginpb.CheckpointAck{}
-	emit := func(ev *pluginpb.TaskEvent) {
-		mu.Lock()
-		acks[ev.GetAck().GetCheckpointId()] = ev.GetAck()
-		mu.Unlock()
-	}
+	emit, ack := ackRecorder()
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -905,21 +899,21 @@ func TestStateWriterReleasesFrozenState(t *testing.T) {
 	if n := live(); n != 0 {
 		t.Fatalf("%d frozen snapshots left after the writer closed", n)
 	}
-	if a := acks[5]; a == nil || a.GetError() != "" || len(a.GetOperators()) != 1 || a.GetOperators()[0].GetSize() == 0 {
+	if a := ack(5); a == nil || a.GetError() != "" || len(a.GetOperators()) != 1 || a.GetOperators()[0].GetSize() == 0 {
 		t.Fatalf("checkpoint 5: %v, want an acknowledgement of its state file", a)
 	}
 	for _, id := range []uint64{3, 4} {
-		if a := acks[id]; a == nil || a.GetError() == "" {
+		if a := ack(id); a == nil || a.GetError() == "" {
 			t.Fatalf("checkpoint %d: %v, want a decline", id, a)
 		}
 	}
 	// The written file restores to the state.
-	b, err := os.ReadFile(filepath.Join(dir, "chk-5", acks[5].GetOperators()[0].GetFile()))
+	b, err := os.ReadFile(filepath.Join(dir, "chk-5", ack(5).GetOperators()[0].GetFile()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	groups := map[int][]byte{}
-	for _, p := range acks[5].GetOperators()[0].GetKeyGroups() {
+	for _, p := range ack(5).GetOperators()[0].GetKeyGroups() {
 		groups[int(p.GetKeyGroup())] = b[p.GetOffset() : p.GetOffset()+p.GetLength()]
 	}
 	r := newSnapSubtask(keygroup.Range{Start: 0, End: snapMaxP}, "")
@@ -942,4 +936,22 @@ func TestStateWriterReleasesFrozenState(t *testing.T) {
 	if n := live(); n != 0 {
 		t.Fatalf("%d frozen snapshots left after the attempt ended", n)
 	}
+}
+
+// ackRecorder returns an emit function for a stateWriter that keeps the
+// last acknowledgement of each checkpoint, and the reader of what it kept.
+func ackRecorder() (emit func(*pluginpb.TaskEvent), ack func(id uint64) *pluginpb.CheckpointAck) {
+	var mu sync.Mutex
+	acks := map[uint64]*pluginpb.CheckpointAck{}
+	emit = func(ev *pluginpb.TaskEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		acks[ev.GetAck().GetCheckpointId()] = ev.GetAck()
+	}
+	ack = func(id uint64) *pluginpb.CheckpointAck {
+		mu.Lock()
+		defer mu.Unlock()
+		return acks[id]
+	}
+	return emit, ack
 }

@@ -38,22 +38,8 @@ import (
 //
 //	EDDY_STATE_MB=1024 go test -run '^$' -bench CheckpointState -benchtime 1x ./plugin-sdk/
 func BenchmarkCheckpointState(b *testing.B) {
-	mb := 16
-	if s := os.Getenv("EDDY_STATE_MB"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("EDDY_STATE_MB=%q: want a number of megabytes", s)
-		}
-		mb = n
-	}
-	rounds := 3
-	if s := os.Getenv("EDDY_STATE_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			b.Fatalf("EDDY_STATE_ROUNDS=%q: want a number of rounds", s)
-		}
-		rounds = n
-	}
+	mb := envInt(b, "EDDY_STATE_MB", 16, 1, "a number of megabytes")
+	rounds := envInt(b, "EDDY_STATE_ROUNDS", 3, 0, "a number of rounds")
 	const valueSize = 104
 	keys := mb << 20 / valueSize
 	for _, backend := range []string{"memory", "pebble"} {
@@ -249,4 +235,18 @@ func traceEvents(b *testing.B) *pebble.EventListener {
 			b.Logf("pebble: %s", info)
 		},
 	}
+}
+
+// envInt returns the number in the environment variable name, def when it
+// is unset; anything but a number of at least least fails the benchmark.
+func envInt(b *testing.B, name string, def, least int, want string) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < least {
+		b.Fatalf("%s=%q: want %s", name, s, want)
+	}
+	return n
 }

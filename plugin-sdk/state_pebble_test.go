@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -453,13 +452,7 @@ func TestStateWriterPebble(t *testing.T) {
 		}
 	}
 	all := keygroup.For(0, plan.MaxParallelism, 1)
-	var mu sync.Mutex
-	acks := map[uint64]*pluginpb.CheckpointAck{}
-	emit := func(ev *pluginpb.TaskEvent) {
-		mu.Lock()
-		acks[ev.GetAck().GetCheckpointId()] = ev.GetAck()
-		mu.Unlock()
-	}
+	emit, ack := ackRecorder()
 	root := t.TempDir()
 	base := fileURL(t, root)
 	w := newStateWriter(context.Background(), base, 1, emit)
@@ -483,10 +476,7 @@ func TestStateWriterPebble(t *testing.T) {
 			Operators: map[*engine.Vertex]*engine.OperatorSnapshot{sum: {KeyGroups: groups, Incremental: inc}}})
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
-			mu.Lock()
-			a := acks[id]
-			mu.Unlock()
-			if a != nil {
+			if a := ack(id); a != nil {
 				if a.GetError() != "" || len(a.GetOperators()) != 1 {
 					t.Fatalf("checkpoint %d: %v", id, a)
 				}
