@@ -420,8 +420,9 @@ func (m *Manager) deploy(ctx context.Context, j *eddypb.Job) error {
 			defer mu.Unlock()
 			if err != nil && wid == validate {
 				if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-					// The plugin's message may name the savepoint too.
-					why := strings.TrimPrefix(st.Message(), "restore from "+restore.Url+": ")
+					// The plugin's message names the savepoint too, after
+					// the worker's prefix.
+					why := strings.Replace(st.Message(), "restore from "+restore.Url+": ", "", 1)
 					errs = append(errs, &restoreRefused{msg: fmt.Sprintf("savepoint %s cannot be restored: %s", restore.Url, why)})
 					return
 				}

@@ -439,8 +439,8 @@ func TestRestoreValidationFailureFailsTheJobWithoutDeploying(t *testing.T) {
 	w := startCPWorker(t, c, "w1", 4, func(w *cpWorker) {
 		w.onPrepare = func(req *eddypb.PrepareJobRequest) error {
 			if req.ValidateRestore {
-				// As the SDK's plugin words it.
-				return status.Error(codes.FailedPrecondition, "restore from "+req.Restore.GetUrl()+": "+why)
+				// As the SDK's plugin words it, through the worker.
+				return status.Error(codes.FailedPrecondition, "job "+req.GetJobId()+": restore from "+req.Restore.GetUrl()+": "+why)
 			}
 			return nil
 		}
