@@ -42,6 +42,7 @@ func TestFrozenSnapshotWhileStateChanges(t *testing.T) {
 		s.avg.Add(int64(i))
 		points.Update(&cowPoint{X: int64(i)})
 		short.Update("soon gone")
+		s.core.timerService().RegisterEventTimeTimer(1000 + int64(i))
 	}
 	// The blobs as a synchronous snapshot writes them.
 	want, err := snapshotKeyed(s.core.be, s.core.timers)
@@ -66,6 +67,8 @@ func TestFrozenSnapshotWhileStateChanges(t *testing.T) {
 	}()
 	change := func(i int) {
 		s.setKey(t, snapKey(i))
+		s.core.timerService().DeleteEventTimeTimer(1000 + int64(i))
+		s.core.timerService().RegisterEventTimeTimer(5000 + int64(i))
 		switch i % 6 {
 		case 0:
 			s.count.Update(-1)
@@ -136,10 +139,13 @@ func TestFrozenSnapshotWhileStateChanges(t *testing.T) {
 		}
 		return r, rpoints, dump.String()
 	}
-	_, _, wantDump := restored(want)
+	wantSub, _, wantDump := restored(want)
 	r, rpoints, gotDump := restored(got.groups)
 	if gotDump != wantDump {
 		t.Fatalf("the frozen snapshot restores to\n%.2000s\nwant the state at the freeze\n%.2000s", gotDump, wantDump)
+	}
+	if got, want := r.fireAll(t), wantSub.fireAll(t); !slices.Equal(got, want) || len(got) != keys {
+		t.Fatalf("the frozen snapshot's timers fire %d times (%.200v), want the %d at the freeze (%.200v)", len(got), got, len(want), want)
 	}
 	if r := s.core.be.cow.required.Load(); r != 0 {
 		t.Fatalf("after the snapshot was written, version %d is still required", r)

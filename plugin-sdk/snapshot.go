@@ -286,7 +286,7 @@ func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
 func snapshotTimers(be *keyedBackend, t *timers) (map[int][]byte, error) {
 	k := &frozenKeyed{groups: be.groups}
 	if t != nil {
-		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
+		k.event, k.processing = t.event.set, t.processing.set
 	}
 	return k.encode()
 }
@@ -325,7 +325,9 @@ func freezeKeyed(be *keyedBackend, t *timers) (_ *frozenKeyed, err error) {
 		k.states[i] = f
 	}
 	if t != nil {
-		k.event, k.processing = timersByGroup(&t.event), timersByGroup(&t.processing)
+		// A copy of the sets, a copy of memory: they are grouped and
+		// sorted when the blobs are written.
+		k.event, k.processing = maps.Clone(t.event.set), maps.Clone(t.processing.set)
 	}
 	if be.pb == nil {
 		k.cow, k.ver = be.cow, be.cow.freeze()
@@ -339,7 +341,7 @@ type frozenKeyed struct {
 	groups            keygroup.Range
 	names             []string
 	states            []groupWriter // by name
-	event, processing map[int][]timerKey
+	event, processing map[timerKey]struct{} // the live timers
 	cow               *cowClock // in memory; nil: nothing frozen
 	ver               uint32
 	view              *pebblestate.View // on Pebble
@@ -366,6 +368,7 @@ func (k *frozenKeyed) Release() {
 
 func (k *frozenKeyed) encode() (map[int][]byte, error) {
 	out := make(map[int][]byte, k.groups.Len())
+	event, processing := timersByGroup(k.event), timersByGroup(k.processing)
 	// Each state's blob is appended to one buffer, reused from group to
 	// group, and copied once into the group's blob of the right size.
 	var buf []byte
@@ -394,18 +397,18 @@ func (k *frozenKeyed) encode() (map[int][]byte, error) {
 			b = appendSnapBytes(b, buf[start:ends[i]])
 			start = ends[i]
 		}
-		b = appendTimers(b, k.event[kg])
-		b = appendTimers(b, k.processing[kg])
+		b = appendTimers(b, event[kg])
+		b = appendTimers(b, processing[kg])
 		out[kg] = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	}
 	return out, nil
 }
 
-// timersByGroup returns the live timers of q by key group, each group's in
+// timersByGroup returns the timers of set by key group, each group's in
 // (time, key) order.
-func timersByGroup(q *timerQueue) map[int][]timerKey {
+func timersByGroup(set map[timerKey]struct{}) map[int][]timerKey {
 	by := map[int][]timerKey{}
-	for k := range q.set {
+	for k := range set {
 		by[k.kg] = append(by[k.kg], k)
 	}
 	for _, ks := range by {
