@@ -340,9 +340,9 @@ func freezeKeyed(be *keyedBackend, t *timers) (_ *frozenKeyed, err error) {
 type frozenKeyed struct {
 	groups            keygroup.Range
 	names             []string
-	states            []groupWriter // by name
+	states            []groupWriter         // by name
 	event, processing map[timerKey]struct{} // the live timers
-	cow               *cowClock // in memory; nil: nothing frozen
+	cow               *cowClock             // in memory; nil: nothing frozen
 	ver               uint32
 	view              *pebblestate.View // on Pebble
 	released          sync.Once
