@@ -863,7 +863,7 @@ func TestStateWriterReleasesFrozenState(t *testing.T) {
 	}
 	frozen := func(id uint64) *engine.TaskSnapshot {
 		t.Helper()
-		f, err := freezeKeyed(s.core.be, s.core.timers)
+		f, err := freezeKeyed(s.core.be, s.core.timers, false)
 		if err != nil {
 			t.Fatal(err)
 		}

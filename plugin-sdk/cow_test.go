@@ -50,7 +50,7 @@ func TestFrozenSnapshotWhileStateChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	f, err := freezeKeyed(s.core.be, s.core.timers)
+	f, err := freezeKeyed(s.core.be, s.core.timers, false)
 	if err != nil {
 		t.Fatal(err)
 	}

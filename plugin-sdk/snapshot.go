@@ -41,7 +41,8 @@ import (
 //
 //	the version byte 1
 //	the Go type of the values (uvarint length, bytes)
-//	uvarint number of entries; per entry, sorted by key:
+//	uvarint number of entries; per entry (sorted by key in savepoints and
+//	on Pebble; in the in-memory backend's checkpoints, in table order):
 //	    key (uvarint length, bytes), zigzag varint expiry (Unix ms, 0: none),
 //	    value (internal/codec of the value type)
 //
@@ -89,6 +90,10 @@ type snapshotter interface {
 type freezer struct {
 	now  int64             // entries that expired by then are left out
 	view *pebblestate.View // the Pebble store's, nil in memory
+	// sorted asks for entries in key order (savepoints: canonical
+	// bytes); checkpoints take them in the tables' order, which is
+	// cheaper. Pebble's are always in key order.
+	sorted bool
 }
 
 // groupWriter writes the blob of one state in one key group.
@@ -120,7 +125,7 @@ func (t tables[V]) freeze(fz *freezer) (groupWriter, error) {
 	if t.codec.err != nil {
 		return nil, t.codec.err
 	}
-	f := frozenTables[V]{maps: make([]map[uint64]*entry[V], len(t.t)), codec: t.codec, now: fz.now}
+	f := &frozenTables[V]{maps: make([]map[uint64]*entry[V], len(t.t)), codec: t.codec, now: fz.now, sorted: fz.sorted}
 	for i, tab := range t.t {
 		f.maps[i] = tab.m
 	}
@@ -129,13 +134,15 @@ func (t tables[V]) freeze(fz *freezer) (groupWriter, error) {
 
 // frozenTables is a state's tables as a snapshot froze them.
 type frozenTables[V any] struct {
-	maps  []map[uint64]*entry[V]
-	codec *stateCodec[V]
-	now   int64 // entries that expired by then are left out
+	maps   []map[uint64]*entry[V]
+	codec  *stateCodec[V]
+	now    int64 // entries that expired by then are left out
+	sorted bool
+	w      entryWriter
 }
 
-func (f frozenTables[V]) appendGroup(dst []byte, g int) ([]byte, error) {
-	return appendEntries(dst, chains(f.maps[g]), len(f.maps[g]), f.codec, f.now)
+func (f *frozenTables[V]) appendGroup(dst []byte, g int) ([]byte, error) {
+	return appendEntries(dst, &f.w, chains(f.maps[g]), f.codec, f.now, f.sorted)
 }
 
 func (t tables[V]) readGroup(g int, b []byte) error {
@@ -170,40 +177,70 @@ var _ = []snapshotter{
 	(*reducingState[int])(nil), (*aggregatingState[int, int, int])(nil), (*nsTable[int])(nil),
 }
 
-// appendEntries appends the state blob of one table, of about n entries,
-// to dst, leaving out those that expired by now.
-func appendEntries[V any](dst []byte, all iter.Seq[*entry[V]], n int, sc *stateCodec[V], now int64) ([]byte, error) {
+// appendEntries appends the state blob of one table to dst, leaving out
+// the entries that expired by now; sorted puts them in key order. The
+// entries are read once, in the table's order, and encoded into w's
+// buffer: reading them again in key order would miss the cache on every
+// one.
+func appendEntries[V any](dst []byte, w *entryWriter, all iter.Seq[*entry[V]], sc *stateCodec[V], now int64, sorted bool) ([]byte, error) {
 	if sc.err != nil {
 		return dst, sc.err
 	}
-	// Sorted by the keys' first eight bytes, then by the whole keys: the
-	// prefixes sit in the slice, the keys in the entries all over memory.
-	type sorted struct {
-		prefix uint64
-		e      *entry[V]
-	}
-	es := make([]sorted, 0, n)
+	w.buf, w.at = w.buf[:0], w.at[:0]
+	n := 0
 	for e := range all {
-		if e.expires == 0 || e.expires > now {
-			es = append(es, sorted{keyPrefix(e.Key()), e})
+		if e.expires != 0 && e.expires <= now {
+			continue
+		}
+		key := e.Key()
+		start := len(w.buf)
+		w.buf = appendSnapBytes(w.buf, key)
+		if sorted {
+			w.at = append(w.at, encoded{prefix: keyPrefix(key), start: start, key: len(w.buf) - len(key), keyLen: len(key)})
+		}
+		n++
+		w.buf = binary.AppendVarint(w.buf, e.expires)
+		w.buf = sc.c.Append(w.buf, e.val)
+	}
+	dst = append(dst, stateVersion)
+	dst = appendSnapBytes(dst, []byte(sc.typ))
+	dst = binary.AppendUvarint(dst, uint64(n))
+	if !sorted {
+		return append(dst, w.buf...), nil
+	}
+	for i := range w.at {
+		w.at[i].end = len(w.buf)
+		if i+1 < len(w.at) {
+			w.at[i].end = w.at[i+1].start
 		}
 	}
-	slices.SortFunc(es, func(a, b sorted) int {
+	slices.SortFunc(w.at, func(a, b encoded) int {
 		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.e.Key(), b.e.Key())
+		return bytes.Compare(w.key(a), w.key(b))
 	})
-	dst = append(dst, stateVersion)
-	dst = appendSnapBytes(dst, []byte(sc.typ))
-	dst = binary.AppendUvarint(dst, uint64(len(es)))
-	for _, s := range es {
-		dst = appendSnapBytes(dst, s.e.Key())
-		dst = binary.AppendVarint(dst, s.e.expires)
-		dst = sc.c.Append(dst, s.e.val)
+	for _, e := range w.at {
+		dst = append(dst, w.buf[e.start:e.end]...)
 	}
 	return dst, nil
 }
+
+// entryWriter is the scratch of appendEntries, kept from one key group to
+// the next.
+type entryWriter struct {
+	buf []byte    // the encoded entries, in the table's order
+	at  []encoded // where each is in buf, when they are sorted
+}
+
+// encoded is where one encoded entry is in an entryWriter's buffer.
+type encoded struct {
+	prefix      uint64 // keyPrefix of the key
+	start, end  int    // the entry
+	key, keyLen int    // its key
+}
+
+func (w *entryWriter) key(e encoded) []byte { return w.buf[e.key : e.key+e.keyLen] }
 
 // keyPrefix returns the first eight bytes of key, big-endian, padded with
 // zeros: keys whose prefixes differ are in the order of their prefixes.
@@ -274,7 +311,7 @@ func readEntries[V any](tab *table[V], sc *stateCodec[V], b []byte, ttl int64) e
 // in the task's goroutine, between records, and writes the blobs there;
 // checkpoints and savepoints use freezeKeyed, which writes them later.
 func snapshotKeyed(be *keyedBackend, t *timers) (map[int][]byte, error) {
-	f, err := freezeKeyed(be, t)
+	f, err := freezeKeyed(be, t, true)
 	if err != nil {
 		return nil, err
 	}
@@ -295,11 +332,12 @@ func snapshotTimers(be *keyedBackend, t *timers) (map[int][]byte, error) {
 // as snapshotKeyed does, but only freezes the state in the task's
 // goroutine: the blobs are written by KeyGroups, from any goroutine, while
 // the task goes on. In memory the tables are copy-on-write until then (see
-// table); on Pebble the blobs are read from a view of the store. The
+// table); on Pebble the blobs are read from a view of the store. sorted
+// asks for each state's entries in key order, as savepoints have them. The
 // caller calls KeyGroups or Release once.
-func freezeKeyed(be *keyedBackend, t *timers) (_ *frozenKeyed, err error) {
+func freezeKeyed(be *keyedBackend, t *timers, sorted bool) (_ *frozenKeyed, err error) {
 	k := &frozenKeyed{groups: be.groups, names: slices.Sorted(maps.Keys(be.states))}
-	fz := &freezer{now: time.Now().UnixMilli()}
+	fz := &freezer{now: time.Now().UnixMilli(), sorted: sorted}
 	if be.pb != nil {
 		if err := be.pb.flush(); err != nil {
 			return nil, err

@@ -98,7 +98,7 @@ func benchCheckpoints(b *testing.B, backend string, keys, valueSize, rounds int)
 		start := time.Now()
 		var snap *engine.OperatorSnapshot
 		if core.be.pb == nil {
-			f, err := freezeKeyed(core.be, core.timers)
+			f, err := freezeKeyed(core.be, core.timers, false)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -649,7 +649,7 @@ func TestPebbleSavepointWhileStateChanges(t *testing.T) {
 		s.seen.Update([]string{"a", fmt.Sprint(i)})
 	}
 	// Some of it is still in the write-back cache: the freeze writes it.
-	f, err := freezeKeyed(s.core.be, s.core.timers)
+	f, err := freezeKeyed(s.core.be, s.core.timers, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -689,7 +689,7 @@ func TestPebbleSavepointWhileStateChanges(t *testing.T) {
 	}
 
 	// The store is not closed under a view that is still to be written.
-	f, err = freezeKeyed(s.core.be, s.core.timers)
+	f, err = freezeKeyed(s.core.be, s.core.timers, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func (c *keyedCore[K]) checkpoint(op *engine.Operator) (err error) {
 		// In memory, and savepoints on Pebble: the state is frozen here
 		// and its canonical blobs, which restore into either backend, are
 		// written off the task's goroutine.
-		f, err := freezeKeyed(c.be, c.timers)
+		f, err := freezeKeyed(c.be, c.timers, cp.Savepoint)
 		if err != nil {
 			return nil, err
 		}
