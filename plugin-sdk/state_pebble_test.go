@@ -590,10 +590,9 @@ func TestPebbleBlindWrites(t *testing.T) {
 		if i%2 == 0 {
 			s.count.Clear()
 		}
-		switch {
-		case i%3 == 0:
+		if i%3 == 0 {
 			s.seen.Update(nil)
-		default:
+		} else {
 			s.seen.Update([]string{"b"})
 			s.seen.Add("c")
 		}
