@@ -291,6 +291,12 @@ func (t *task) passed(id uint64) {
 func (t *task) snapshot(cp CheckpointOptions) (*TaskSnapshot, error) {
 	start := time.Now()
 	s := &TaskSnapshot{Task: t.key, Checkpoint: cp, Operators: map[*Vertex]*OperatorSnapshot{}}
+	defer func() {
+		if r := recover(); r != nil {
+			s.Release() // what the operators before the panic took
+			panic(r)
+		}
+	}()
 	for i, op := range t.chainOps {
 		if op == nil || op.Snapshot == nil {
 			continue
@@ -321,6 +327,7 @@ func (t *task) checkpoint(cp CheckpointOptions) (ok bool, err error) {
 	ev := Event{Kind: EventBarrier, Value: int64(cp.ID)}
 	for _, e := range t.encoders {
 		if err := e.event(ev); err != nil {
+			s.Release()
 			return false, err
 		}
 	}

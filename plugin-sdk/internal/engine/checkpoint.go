@@ -132,6 +132,9 @@ func (s *TaskSnapshot) Materialize() error {
 // Release drops what s holds that is not written: the local files of
 // incremental snapshots and frozen key groups.
 func (s *TaskSnapshot) Release() {
+	if s == nil {
+		return
+	}
 	for _, op := range s.Operators {
 		if op == nil {
 			continue

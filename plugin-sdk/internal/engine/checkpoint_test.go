@@ -1369,6 +1369,26 @@ func TestSnapshotReleasesDeferredState(t *testing.T) {
 	if first.released != 1 || first.written != 0 {
 		t.Fatalf("after a failed snapshot the first operator's state was written %d and released %d times, want 0 and 1", first.written, first.released)
 	}
+	// A panic in a later operator releases it too, and goes on up.
+	*first = fakeDeferred{}
+	tk.chainOps[1].Snapshot = func(CheckpointOptions) (*OperatorSnapshot, error) { panic("operator bug") }
+	func() {
+		defer func() {
+			if r := recover(); r != "operator bug" {
+				t.Fatalf("recovered %v, want the operator's panic", r)
+			}
+		}()
+		_, _ = tk.snapshot(CheckpointOptions{ID: 2})
+	}()
+	if first.released != 1 || first.written != 0 {
+		t.Fatalf("after a panicking snapshot the first operator's state was written %d and released %d times, want 0 and 1", first.written, first.released)
+	}
+	tk.chainOps[1].Snapshot = func(CheckpointOptions) (*OperatorSnapshot, error) {
+		if failing {
+			return nil, fail
+		}
+		return &OperatorSnapshot{Deferred: second}, nil
+	}
 	failing = false
 	*first = fakeDeferred{}
 	s, err := tk.snapshot(CheckpointOptions{ID: 2})

@@ -725,6 +725,7 @@ func (t *task) completeAlignment(chans map[ChannelKey]*channelState, remaining i
 	ev := Event{Kind: EventBarrier, Value: int64(cp.ID)}
 	for _, e := range t.encoders {
 		if err := e.event(ev); err != nil {
+			s.Release()
 			return err
 		}
 	}
