@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-streams/eddy/plugin-sdk/internal/engine"
 	"github.com/eddy-streams/eddy/plugin-sdk/internal/keygroup"
 )
 
@@ -328,5 +329,51 @@ func TestMutableTypes(t *testing.T) {
 	cp["b"] = nil
 	if orig["a"][0] != 1 || len(orig) != 1 {
 		t.Fatalf("the deep copy shares memory with the original: %v", orig)
+	}
+}
+
+// The keyed operators' snapshots are frozen and written later; a
+// savepoint's entries are in key order, so its bytes are canonical.
+func TestOperatorSnapshotsAreDeferred(t *testing.T) {
+	core := newSnapCore(keygroup.Range{Start: 0, End: snapMaxP})
+	count := NewValueState[int64](core.runtime(), "count")
+	for i := range 3000 {
+		if err := core.setKey(snapKey(i)); err != nil {
+			t.Fatal(err)
+		}
+		count.Update(int64(i))
+	}
+	op := &engine.Operator{Close: func() error { return nil }}
+	if err := core.checkpoint(op); err != nil {
+		t.Fatal(err)
+	}
+	want, err := snapshotKeyed(core.be, core.timers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, savepoint := range []bool{false, true} {
+		snap, err := op.Snapshot(engine.CheckpointOptions{ID: 1, Savepoint: savepoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Deferred == nil || len(snap.KeyGroups) != 0 {
+			t.Fatalf("savepoint=%v: the snapshot was written in the task's goroutine", savepoint)
+		}
+		got, err := snap.Deferred.KeyGroups()
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := 0
+		for kg, b := range want {
+			if bytes.Equal(got[kg], b) {
+				same++
+			}
+		}
+		if savepoint && same != len(want) {
+			t.Fatalf("savepoint: %d of %d key groups have the canonical bytes", same, len(want))
+		}
+		if !savepoint && same == len(want) {
+			t.Log("checkpoint: every key group happened to be in key order")
+		}
 	}
 }
