@@ -167,10 +167,11 @@ func (t *table[V]) own(h uint64, target *entry[V]) *entry[V] {
 // get returns the entry of key, or nil. The entry is the table's own: the
 // caller may change it.
 func (t *table[V]) get(h uint64, key []byte) *entry[V] {
-	if e := t.lookup(h, key); e == nil || !t.cow.frozen(e.ver) {
-		return e
+	e := t.lookup(h, key)
+	if e != nil && t.cow.frozen(e.ver) {
+		return t.own(h, e)
 	}
-	return t.getFrozen(h, key)
+	return e
 }
 
 // lookup returns the entry of key, or nil, frozen or not.
@@ -180,12 +181,6 @@ func (t *table[V]) lookup(h uint64, key []byte) *entry[V] {
 		e = e.next
 	}
 	return e
-}
-
-// getFrozen is get of a frozen entry, out of get's way so that get is
-// inlined.
-func (t *table[V]) getFrozen(h uint64, key []byte) *entry[V] {
-	return t.own(h, t.lookup(h, key))
 }
 
 // put returns the entry of key, creating it with the zero value; created

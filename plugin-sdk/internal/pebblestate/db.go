@@ -314,11 +314,16 @@ func (b *Batch) Close() error { return b.b.Close() }
 // the scan (say, a TTL sweep deleting expired entries through a Batch) do
 // not change what it sees.
 func (db *DB) Scan(kg int, st StateID, fn func(key, value []byte) error) error {
+	return db.scanState(db.pdb, kg, st, fn)
+}
+
+// scanState is Scan reading from r: the DB or a snapshot of it.
+func (db *DB) scanState(r pebble.Reader, kg int, st StateID, fn func(key, value []byte) error) error {
 	if err := db.check(kg); err != nil {
 		return err
 	}
 	lo := appendPrefix(nil, kg, st)
-	return scan(db.pdb, lo, prefixEnd(lo), len(lo), fn)
+	return scan(r, lo, prefixEnd(lo), len(lo), fn)
 }
 
 // View is the DB as it was when the view was taken, whatever is written
@@ -338,11 +343,7 @@ func (db *DB) View() *View {
 
 // Scan is DB.Scan on the view.
 func (v *View) Scan(kg int, st StateID, fn func(key, value []byte) error) error {
-	if err := v.db.check(kg); err != nil {
-		return err
-	}
-	lo := appendPrefix(nil, kg, st)
-	return scan(v.snap, lo, prefixEnd(lo), len(lo), fn)
+	return v.db.scanState(v.snap, kg, st, fn)
 }
 
 // Close releases the view; closing it again does nothing.
